@@ -1,0 +1,78 @@
+"""What a plugin hands the host: a category, and what running it returns.
+
+Kept free of heavy imports: the host builds its listing from these objects
+without loading any analysis engine.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+SCOPES = ("standalone", "comparative")
+
+
+class Status(str, enum.Enum):
+    """Outcome of one category run, as written to its metrics JSON."""
+
+    OK = "OK"
+    NO_DATA = "NO_DATA"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True)
+class CategoryResult:
+    """What an analyser returns for one output directory.
+
+    ``internal_error`` separates a bug in the analyser (exit 1) from input
+    that breaks the contract (exit 2); both carry ``Status.ERROR``.
+    """
+
+    status: Status
+    message: str = ""
+    outputs: tuple[Path, ...] = ()
+    warnings: tuple[str, ...] = ()
+    internal_error: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.status is not Status.ERROR:
+            return 0
+        return 1 if self.internal_error else 2
+
+
+class Analyser(Protocol):
+    """The callable a category provides.
+
+    :param output_dir: the analysis output directory the host pipeline wrote.
+    :param scope: ``"standalone"`` or ``"comparative"``.
+    :param options: the category's options after plugin defaults and user
+        config were merged.
+    :return: the run's status and the files it wrote.
+    """
+
+    def __call__(
+        self, output_dir: Path, *, scope: str, options: Mapping[str, Any]
+    ) -> CategoryResult: ...
+
+
+@dataclass(frozen=True)
+class Category:
+    """One analysis category a plugin provides.
+
+    ``inputs`` and ``outputs`` are paths relative to the output directory.
+    ``plugin`` and ``version`` are filled in by the host from the
+    distribution that registered the category.
+    """
+
+    name: str
+    description: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    analyse: Analyser
+    enabled_by_default: bool = True
+    default_options: Mapping[str, Any] = field(default_factory=dict)
+    plugin: str = ""
+    version: str = ""
