@@ -1,0 +1,1 @@
+"""Tests of the Jarvis host side: plugin loading, config, runner and commands."""

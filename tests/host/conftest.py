@@ -1,0 +1,177 @@
+"""Shared fixtures of the host tests: fake plugin distributions, a fake engine
+and ways to run the commands in a subprocess. Copies of the fixture output
+directories come from ``fixture_copy`` in ``tests/conftest.py``."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+import types
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import pytest
+
+from jarvis_moe import __version__, plugin
+from jarvis_moe.host.category import CategoryResult, Status
+from jarvis_moe.host.plugins import PluginInfo, Registry, load_registry
+
+GOOD_PLUGIN = '''
+from jarvis_moe.host import hookimpl
+from jarvis_moe.host.category import Category, CategoryResult, Status
+
+def analyse(output_dir, *, scope, options):
+    return CategoryResult(Status.OK, f"scope={scope}")
+
+@hookimpl
+def jarvis_register_categories(register):
+    for name in NAMES:
+        register(Category(name=name, description="fake " + name, inputs=("in.csv",),
+                          outputs=("out.md",), analyse=analyse))
+'''
+
+
+def good_plugin_source(*names: str) -> str:
+    """Source of a plugin module registering the given category names."""
+    return GOOD_PLUGIN.replace("NAMES", repr(tuple(names)))
+
+
+@pytest.fixture
+def good_plugin() -> Callable[..., str]:
+    """Source of a working plugin module; call it with the category names."""
+    return good_plugin_source
+
+
+class FakeSite:
+    """A directory on ``sys.path`` holding fake installed distributions.
+
+    Each distribution is a ``*.dist-info`` folder with a ``[jarvis]`` entry
+    point and the module it names, which is how importlib.metadata sees a
+    really installed plugin.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.modules: list[str] = []
+
+    def add(self, distribution: str, source: str, version: str = "1.0",
+            entry_point: str = "main") -> str:
+        """Install a fake distribution whose entry point names a new module.
+
+        :return: the module's name (unique per distribution).
+        """
+        module = f"fake_{distribution.replace('-', '_')}_plugin"
+        dist_info = self.root / f"{distribution.replace('-', '_')}-{version}.dist-info"
+        dist_info.mkdir(parents=True)
+        (dist_info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n", encoding="utf-8")
+        (dist_info / "entry_points.txt").write_text(
+            f"[jarvis]\n{entry_point} = {module}\n", encoding="utf-8")
+        (self.root / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+        self.modules.append(module)
+        importlib.invalidate_caches()
+        return module
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for a subprocess that sees these distributions."""
+        env = dict(os.environ)
+        env.pop("JARVIS_LOAD_PLUGINS", None)
+        env.pop("JARVIS_CONFIG", None)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root), env.get("PYTHONPATH")]))
+        env.update(extra)
+        return env
+
+
+@pytest.fixture
+def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh :class:`FakeSite` on ``sys.path``; its modules are forgotten afterwards."""
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    site = FakeSite(root)
+    yield site
+    for module in site.modules:
+        sys.modules.pop(module, None)
+
+
+@pytest.fixture
+def warnings_seen() -> list[str]:
+    """A list to pass as ``warn=``; collects the warnings a function emits."""
+    return []
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No plugin filter or config from the developer's own environment."""
+    monkeypatch.delenv("JARVIS_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("JARVIS_CONFIG", raising=False)
+
+
+@pytest.fixture
+def moe_registry() -> Registry:
+    """The jarvis-moe categories, registered without relying on installation."""
+    info = PluginInfo("jarvis-moe", __version__, "moe = jarvis_moe.plugin")
+    return load_registry(entry_points=[], extra_plugins=[(plugin, info)])
+
+
+class RecordingEngine:
+    """Stands in for ``jarvis_moe.run``: records calls, returns a fixed result."""
+
+    def __init__(self, result: CategoryResult | Exception) -> None:
+        self.result = result
+        self.calls: list[dict[str, Any]] = []
+
+    def analyse(self, output_dir: Path, *, category: str, scope: str,
+                options: Mapping[str, Any]) -> CategoryResult:
+        self.calls.append({"output_dir": output_dir, "category": category,
+                           "scope": scope, "options": dict(options)})
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+@pytest.fixture
+def fake_engine(monkeypatch: pytest.MonkeyPatch) -> Callable[..., RecordingEngine]:
+    """Replace ``jarvis_moe.run`` with a :class:`RecordingEngine`."""
+
+    def install(result: CategoryResult | Exception = CategoryResult(Status.OK, "fine")) -> RecordingEngine:
+        engine = RecordingEngine(result)
+        module = types.ModuleType("jarvis_moe.run")
+        module.analyse = engine.analyse  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "jarvis_moe.run", module)
+        return engine
+
+    return install
+
+
+def _run_python(args: list[str], env: Mapping[str, str] | None = None,
+                cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k not in ("JARVIS_LOAD_PLUGINS", "JARVIS_CONFIG")}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          env=dict(env), cwd=cwd, timeout=120)
+
+
+@pytest.fixture
+def run_python() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``python <args>`` with this interpreter in a subprocess, capturing text.
+
+    Without ``env``, the subprocess gets this environment minus any
+    ``JARVIS_LOAD_PLUGINS`` / ``JARVIS_CONFIG`` of the developer's shell.
+    """
+    return _run_python
+
+
+@pytest.fixture
+def run_jarvis() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the ``jarvis`` command as ``python -m jarvis_moe.host.cli``, so
+    tests do not depend on PATH."""
+
+    def run(*args: str, env: Mapping[str, str] | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return _run_python(["-m", "jarvis_moe.host.cli", *args], env=env, cwd=cwd)
+
+    return run
