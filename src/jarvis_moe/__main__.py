@@ -1,0 +1,76 @@
+"""``python -m jarvis_moe``: the drop-in for the pipeline's per-category script.
+
+The pipeline calls one script per category with ``--output-dir``. This entry
+point takes the same arguments and runs the category through the host's
+runner, with the same config handling and exit codes as ``jarvis run``. The
+category is an explicit request, so it runs even when a config disables it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from jarvis_moe import __version__, plugin
+from jarvis_moe.host.category import SCOPES
+from jarvis_moe.host.cli import USER_ERRORS
+from jarvis_moe.host.config import load_settings
+from jarvis_moe.host.plugins import PluginInfo, load_registry
+from jarvis_moe.host.runner import report, run_categories
+
+DISTRIBUTION = "jarvis-moe"
+CATEGORIES = ("moe_fused", "moe_unfused")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m jarvis_moe``.
+
+    :return: the parser.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m jarvis_moe",
+        description="Analyse the MoE category of one trace-analysis output directory "
+                    "and print its status. Exit code: 0 OK or NO_DATA, 2 bad input, "
+                    "1 internal failure.",
+    )
+    parser.add_argument("--output-dir", type=Path, required=True, metavar="DIR",
+                        help="analysis output directory written by the pipeline")
+    parser.add_argument("--category", choices=CATEGORIES, default=CATEGORIES[0],
+                        help="category to analyse (default: %(default)s)")
+    parser.add_argument("--comparison-scope", choices=SCOPES,
+                        help="override the scope recorded in category_data/category_manifest.json")
+    parser.add_argument("--config", type=Path, metavar="PATH",
+                        help="user config TOML (default: $JARVIS_CONFIG, else ./jarvis.toml when present)")
+    parser.add_argument("--version", action="version", version=f"jarvis-moe {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one MoE category as the pipeline's per-category script would.
+
+    :param argv: arguments without the program name (default: ``sys.argv[1:]``).
+    :return: the exit code.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        # Every installed plugin is loaded so the user config is checked
+        # against the same categories as by ``jarvis run``; this plugin is
+        # added even when not installed (a source checkout) or filtered out.
+        registry = load_registry(extra_plugins=[
+            (plugin, PluginInfo(DISTRIBUTION, __version__, "moe = jarvis_moe.plugin")),
+        ])
+        settings = load_settings(registry.categories, args.config)
+        outcomes = run_categories(
+            args.output_dir, registry.categories, settings,
+            names=[args.category], scope=args.comparison_scope, run_disabled=True,
+        )
+    except USER_ERRORS as exc:
+        print(f"jarvis-moe: error: {exc}", file=sys.stderr)
+        return 2
+    return report(outcomes, prog="jarvis-moe")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The ``jarvis`` command: list the installed categories, run them.
+
+Listing never imports an analysis engine, so ``jarvis categories`` and
+``--help`` stay instant however many plugins are installed. User mistakes (a
+bad config, an unknown category, a missing directory, two plugins claiming a
+name) end with one message on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from jarvis_moe import __version__
+from jarvis_moe.host.category import SCOPES
+from jarvis_moe.host.config import CategorySettings, ConfigError, load_settings
+from jarvis_moe.host.plugins import PluginConflictError, Registry, load_registry
+from jarvis_moe.host.runner import UsageError, report, run_categories
+
+USER_ERRORS = (ConfigError, PluginConflictError, UsageError)
+
+
+def describe_categories(registry: Registry, settings: Mapping[str, CategorySettings]) -> list[dict[str, Any]]:
+    """The listing of ``jarvis categories``, as plain data.
+
+    :param registry: the loaded plugins.
+    :param settings: the resolved settings of each registered category.
+    :return: one object per category, sorted by name, with the keys ``name``,
+        ``plugin``, ``version``, ``enabled``, ``enabled_source``,
+        ``description``, ``inputs``, ``output`` (the first output, the
+        findings file), ``outputs`` and ``options``.
+    """
+    listing = []
+    for name in sorted(registry.categories):
+        category, setting = registry.categories[name], settings[name]
+        listing.append({
+            "name": name,
+            "plugin": category.plugin,
+            "version": category.version,
+            "enabled": setting.enabled,
+            "enabled_source": setting.enabled_source,
+            "description": category.description,
+            "inputs": list(category.inputs),
+            "output": category.outputs[0] if category.outputs else None,
+            "outputs": list(category.outputs),
+            "options": dict(setting.options),
+        })
+    return listing
+
+
+def format_listing(listing: Sequence[Mapping[str, Any]], registry: Registry) -> str:
+    """Render the listing (and any broken plugins) for a terminal.
+
+    :param listing: the output of :func:`describe_categories`.
+    :param registry: the loaded plugins, for the broken ones.
+    :return: the text, ending with a newline.
+    """
+    lines: list[str] = []
+    for entry in listing:
+        state = "enabled" if entry["enabled"] else "disabled"
+        owner = f"{entry['plugin']} {entry['version']}".strip()
+        lines.append(f"{entry['name']}  ({owner})  {state}, {entry['enabled_source']}")
+        lines.append(f"    {entry['description']}")
+        lines.append(f"    inputs:  {', '.join(entry['inputs']) or '-'}")
+        lines.append(f"    outputs: {', '.join(entry['outputs']) or '-'}")
+    if not listing:
+        lines.append("No categories registered: no Jarvis plugin is installed or loaded.")
+    if registry.broken:
+        lines.append("")
+        lines.append("Broken plugins (skipped):")
+        for broken in registry.broken:
+            owner = f"{broken.plugin.distribution} {broken.plugin.version}".strip()
+            lines.append(f"    {owner} ({broken.plugin.entry_point}): {broken.error}")
+    return "\n".join(lines) + "\n"
+
+
+def _cmd_categories(args: argparse.Namespace) -> int:
+    registry = load_registry()
+    settings = load_settings(registry.categories, args.config)
+    listing = describe_categories(registry, settings)
+    if args.json:
+        # Broken plugins were already reported on stderr while loading; the
+        # JSON stays an array of categories so scripts can rely on its shape.
+        print(json.dumps(listing, indent=2))
+    else:
+        sys.stdout.write(format_listing(listing, registry))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    registry = load_registry()
+    settings = load_settings(registry.categories, args.config)
+    outcomes = run_categories(
+        args.output_dir, registry.categories, settings,
+        names=args.category, scope=args.comparison_scope,
+    )
+    return report(outcomes)
+
+
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, metavar="PATH",
+        help="user config TOML (default: $JARVIS_CONFIG, else ./jarvis.toml when present)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``jarvis`` and its subcommands.
+
+    :return: the parser; each subcommand stores its handler in ``handler``.
+    """
+    parser = argparse.ArgumentParser(
+        prog="jarvis",
+        description="Run the analysis categories of the installed Jarvis plugins "
+                    "over a trace-analysis output directory.",
+    )
+    parser.add_argument("--version", action="version", version=f"jarvis {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    listing = commands.add_parser(
+        "categories", help="list the registered categories",
+        description="List every registered category with its plugin, version, "
+                    "enabled state, inputs and outputs, sorted by name.",
+    )
+    listing.add_argument("--json", action="store_true", help="print a JSON array instead of text")
+    _add_config_option(listing)
+    listing.set_defaults(handler=_cmd_categories)
+
+    run = commands.add_parser(
+        "run", help="run the enabled categories over an output directory",
+        description="Run the enabled categories (or those named with --category) over "
+                    "OUTPUT_DIR and print one status line per category. Exit code: 0 when "
+                    "all are OK, NO_DATA or skipped; 2 when any reported bad input; 1 when "
+                    "any failed internally.",
+    )
+    run.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR",
+                     help="analysis output directory written by the pipeline")
+    run.add_argument("--category", action="append", metavar="NAME",
+                     help="run only this category (repeat for several)")
+    run.add_argument("--comparison-scope", choices=SCOPES,
+                     help="override the scope recorded in category_data/category_manifest.json")
+    _add_config_option(run)
+    run.set_defaults(handler=_cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jarvis`` console script.
+
+    :param argv: arguments without the program name (default: ``sys.argv[1:]``).
+    :return: the exit code.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except USER_ERRORS as exc:
+        print(f"jarvis: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Running categories over one analysis output directory.
+
+The runner decides the comparison scope, runs every selected and enabled
+category, and turns their results into one exit code:
+
+- 1 when any category failed internally (a bug: the result says so),
+- else 2 when any category reported bad input (``ERROR``),
+- else 0 (every category ``OK``, ``NO_DATA`` or skipped).
+
+A bug outranks bad input because it is the one the user cannot fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+from jarvis_moe.host.category import SCOPES, Category, CategoryResult, Status
+from jarvis_moe.host.config import CategorySettings
+
+CATEGORY_MANIFEST = Path("category_data") / "category_manifest.json"
+DEFAULT_SCOPE = "standalone"
+DEBUG_ENV = "JARVIS_DEBUG"
+# The pipeline's manifest is a few kilobytes; anything far larger is not one.
+_MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+
+
+class UsageError(ValueError):
+    """A request the runner cannot carry out as given (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class CategoryOutcome:
+    """One category's line of a run: its result, or why it did not run."""
+
+    name: str
+    result: CategoryResult | None
+    skipped_reason: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.result is None else self.result.exit_code
+
+    def summary(self) -> str:
+        """One human-readable line: ``moe_fused: NO_DATA - <message>``."""
+        if self.result is None:
+            return f"{self.name}: skipped ({self.skipped_reason})"
+        text = f"{self.name}: {self.result.status.value}"
+        if self.result.internal_error:
+            text += " (internal error)"
+        # Messages may quote input text; one category must stay one line.
+        message = " ".join(self.result.message.split())
+        return f"{text} - {message}" if message else text
+
+
+def _warn_stderr(message: str) -> None:
+    print(f"jarvis: warning: {message}", file=sys.stderr)
+
+
+def resolve_scope(output_dir: Path, explicit: str | None = None,
+                  warn: Callable[[str], None] = _warn_stderr) -> str:
+    """Decide whether the run is standalone or comparative.
+
+    :param output_dir: the analysis output directory.
+    :param explicit: the scope asked for on the command line, if any.
+    :param warn: receives a message when the recorded scope is unusable.
+    :return: ``explicit`` when given; else ``comparison_scope`` from
+        ``category_data/category_manifest.json``; else ``"standalone"``.
+    :raises UsageError: when ``explicit`` is not a known scope.
+    """
+    if explicit is not None:
+        if explicit not in SCOPES:
+            raise UsageError(f"unknown comparison scope {explicit!r} (choose {' or '.join(SCOPES)})")
+        return explicit
+    path = Path(output_dir) / CATEGORY_MANIFEST
+    # The manifest belongs to the pipeline, not to us: when it is absent or
+    # unreadable the run still goes ahead with the default scope.
+    try:
+        if path.stat().st_size > _MAX_MANIFEST_BYTES:
+            warn(f"{path}: too large to be a category manifest; using {DEFAULT_SCOPE} scope")
+            return DEFAULT_SCOPE
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return DEFAULT_SCOPE
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        warn(f"{path}: unreadable ({type(exc).__name__}); using {DEFAULT_SCOPE} scope")
+        return DEFAULT_SCOPE
+    if not isinstance(data, dict) or "comparison_scope" not in data:
+        return DEFAULT_SCOPE
+    scope = data["comparison_scope"]
+    if scope not in SCOPES:
+        shown = repr(scope)[:60]
+        warn(f"{path}: comparison_scope {shown} is not one of {', '.join(SCOPES)}; "
+             f"using {DEFAULT_SCOPE} scope")
+        return DEFAULT_SCOPE
+    return scope
+
+
+def check_output_dir(output_dir: Path) -> Path:
+    """Make sure the output directory exists.
+
+    :param output_dir: the directory given by the user.
+    :return: the same path.
+    :raises UsageError: when it does not exist or is not a directory.
+    """
+    path = Path(output_dir)
+    if not path.exists():
+        raise UsageError(f"output directory {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise UsageError(f"output directory {str(path)!r} is not a directory")
+    return path
+
+
+def select_categories(categories: Mapping[str, Category], names: Sequence[str] | None) -> list[str]:
+    """Check the requested category names.
+
+    :param categories: the registered categories by name.
+    :param names: the names asked for; empty or ``None`` means all of them.
+    :return: the names to consider, sorted, without duplicates.
+    :raises UsageError: naming the unknown names and listing the known ones.
+    """
+    if not names:
+        return sorted(categories)
+    unknown = [name for name in dict.fromkeys(names) if name not in categories]
+    if unknown:
+        known = ", ".join(sorted(categories)) or "none (no plugin registered a category)"
+        raise UsageError(f"unknown category {', '.join(map(repr, unknown))} (known: {known})")
+    return sorted(set(names))
+
+
+def run_category(category: Category, output_dir: Path, scope: str,
+                 options: Mapping[str, object]) -> CategoryResult:
+    """Run one category's analyser; never raises for an analyser failure.
+
+    :param category: the category to run.
+    :param output_dir: the analysis output directory.
+    :param scope: ``"standalone"`` or ``"comparative"``.
+    :param options: the category's merged options.
+    :return: the analyser's result, or an internal ``ERROR`` result when the
+        analyser raised or returned something that is not a result.
+    """
+    owner = f"{category.plugin} {category.version}".strip() or "unknown plugin"
+    try:
+        result = category.analyse(output_dir, scope=scope, options=dict(options))
+    except Exception as exc:
+        # A plugin bug must not take the other categories down with it.
+        # JARVIS_DEBUG asks for the traceback a bug report needs.
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc(file=sys.stderr)
+        return CategoryResult(Status.ERROR, f"internal error in {owner}: {type(exc).__name__}: {exc}",
+                              internal_error=True)
+    if not isinstance(result, CategoryResult):
+        return CategoryResult(
+            Status.ERROR,
+            f"internal error in {owner}: analyser returned {type(result).__name__}, not a CategoryResult",
+            internal_error=True,
+        )
+    return result
+
+
+def run_categories(
+    output_dir: Path,
+    categories: Mapping[str, Category],
+    settings: Mapping[str, CategorySettings],
+    *,
+    names: Sequence[str] | None = None,
+    scope: str | None = None,
+    run_disabled: bool = False,
+    warn: Callable[[str], None] = _warn_stderr,
+) -> list[CategoryOutcome]:
+    """Run the selected categories over one output directory.
+
+    :param output_dir: the analysis output directory; must exist.
+    :param categories: the registered categories by name.
+    :param settings: their resolved settings (see ``config.resolve_settings``).
+    :param names: categories to run; empty or ``None`` means all.
+    :param scope: the comparison scope; ``None`` reads it from the directory.
+    :param run_disabled: run selected categories even when disabled (an
+        explicit request, as from ``python -m jarvis_moe``).
+    :param warn: receives warnings about the directory's manifest.
+    :return: one outcome per selected category, sorted by name.
+    :raises UsageError: for a missing directory, an unknown category or scope.
+    """
+    output_dir = check_output_dir(output_dir)
+    selected = select_categories(categories, names)
+    resolved_scope = resolve_scope(output_dir, scope, warn)
+    outcomes: list[CategoryOutcome] = []
+    for name in selected:
+        setting = settings[name]
+        if not setting.enabled and not run_disabled:
+            outcomes.append(CategoryOutcome(name, None, f"disabled by {setting.enabled_source}"))
+            continue
+        result = run_category(categories[name], output_dir, resolved_scope, setting.options)
+        outcomes.append(CategoryOutcome(name, result))
+    return outcomes
+
+
+def exit_code(outcomes: Iterable[CategoryOutcome]) -> int:
+    """The process exit code of a run.
+
+    :param outcomes: the outcomes of :func:`run_categories`.
+    :return: 1 if any category failed internally, else 2 if any reported bad
+        input, else 0.
+    """
+    codes = {outcome.exit_code for outcome in outcomes}
+    if 1 in codes:
+        return 1
+    return 2 if 2 in codes else 0
+
+
+def report(outcomes: Sequence[CategoryOutcome], prog: str = "jarvis") -> int:
+    """Print a run: one status line per category on stdout, warnings on stderr.
+
+    :param outcomes: the outcomes of :func:`run_categories`.
+    :param prog: program name that prefixes warnings.
+    :return: the exit code of the run (see :func:`exit_code`).
+    """
+    for outcome in outcomes:
+        print(outcome.summary())
+        for warning in outcome.result.warnings if outcome.result is not None else ():
+            print(f"{prog}: warning: {outcome.name}: {' '.join(warning.split())}", file=sys.stderr)
+    return exit_code(outcomes)
