@@ -40,6 +40,20 @@ def load_manifest() -> Manifest:
     return read_manifest(Path(__file__).resolve().parents[2] / MANIFEST_NAME)
 
 
+def default_options(category: str) -> dict[str, Any]:
+    """The manifest defaults of one category, for callers outside the host.
+
+    :param category: ``moe_fused`` or ``moe_unfused``.
+    :return: a fresh dict of the shared options with the category's own
+        overrides laid over them.
+    :raises KeyError: when the manifest has no such category.
+    """
+    categories = load_manifest().categories
+    if category not in categories:
+        raise KeyError(f"no category {category!r} in {MANIFEST_NAME} (known: {', '.join(sorted(categories))})")
+    return dict(categories[category].options)
+
+
 class LazyAnalyser:
     """The analyse callable of one category; imports the engine on first call."""
 

@@ -199,6 +199,15 @@ def test_jarvis_moe_registers_both_categories_from_its_manifest():
     assert fused.default_options["decode_max_tokens"] == 256
 
 
+def test_default_options_are_a_fresh_copy_of_the_manifest_defaults():
+    options = plugin.default_options("moe_unfused")
+    options["skew_cov"] = 9.0
+
+    assert plugin.default_options("moe_unfused")["skew_cov"] == 0.25
+    with pytest.raises(KeyError, match="moe_fusd"):
+        plugin.default_options("moe_fusd")
+
+
 def test_installed_jarvis_moe_is_found_through_its_entry_point(clean_env):
     # Needs the project installed (pip install -e .), as every user has it.
     registry = load_registry(environ=only("jarvis-moe"), strict=True)
