@@ -1,0 +1,298 @@
+"""Read and validate the three input files of a category.
+
+Everything that can be wrong with the input is found here and raised as a
+``ContractError`` naming the file and the place, or recorded as a warning
+when the input is still usable. What leaves this module is typed: a polars
+frame with the contract's column names, the metadata model, the tree data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from pydantic import ValidationError
+
+from jarvis_moe.contract import (
+    FLOAT_COLUMNS,
+    KNOWN_COLUMNS,
+    NON_NEGATIVE_COLUMNS,
+    REQUIRED_COLUMNS,
+    TIME_SUM,
+    Metadata,
+    TreeEntry,
+    canonical_column,
+    describe_validation_error,
+)
+from jarvis_moe.errors import ContractError
+
+ROW = "__row"  # 1-based data row number in the CSV, kept for messages
+HEADER_PROBE_BYTES = 1 << 20
+MAX_JSON_BYTES = 32 << 20
+
+
+@dataclass(frozen=True)
+class CategoryPaths:
+    """Where a category's files live inside an output directory."""
+
+    output_dir: Path
+    category: str
+
+    @property
+    def ops_csv(self) -> Path:
+        return self.output_dir / "category_data" / f"{self.category}_ops.csv"
+
+    @property
+    def metadata(self) -> Path:
+        return self.output_dir / "metadata" / f"{self.category}_metadata.json"
+
+    @property
+    def tree_data(self) -> Path:
+        return self.output_dir / "category_data" / f"{self.category}_tree_data.json"
+
+    def rel(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.output_dir).as_posix()
+        except ValueError:
+            return str(path)
+
+
+@dataclass
+class Inputs:
+    """The validated input of one category run."""
+
+    frame: pl.DataFrame
+    metadata: Metadata
+    tree: dict[str, TreeEntry] | None
+    columns: frozenset[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_inputs(paths: CategoryPaths) -> Inputs | None:
+    """Read the category's inputs; ``None`` means the category is missing.
+
+    A missing CSV, a zero-byte one and a header-only one all mean "no MoE in
+    this trace". Raises ``ContractError`` for input that breaks the contract.
+    """
+    csv_path = paths.ops_csv
+    if not csv_path.exists() and not csv_path.is_symlink():
+        return None
+    rel = paths.rel(csv_path)
+    if not csv_path.is_file():
+        raise ContractError(rel, "is not a regular file")
+    header = _read_header(csv_path, rel)
+    if header is None:
+        return None
+    warnings: list[str] = []
+    selected = _select_columns(header, rel, warnings)
+    metadata = load_metadata(paths)
+    frame = _read_frame(csv_path, rel, header, selected)
+    if frame.height == 0:
+        return None
+    frame = _type_columns(frame, rel, warnings)
+    frame = _drop_duplicate_rows(frame, warnings)
+    tree = load_tree(paths, warnings)
+    return Inputs(frame, metadata, tree, frozenset(frame.columns), warnings)
+
+
+# --- the CSV ------------------------------------------------------------------
+
+
+def _read_header(path: Path, rel: str) -> list[str] | None:
+    """Header cells of the CSV, or ``None`` for a zero-byte/blank file."""
+    try:
+        with path.open("rb") as fh:
+            probe = fh.read(HEADER_PROBE_BYTES)
+    except OSError as exc:
+        raise ContractError(rel, f"cannot be read: {exc.strerror or exc}") from None
+    if not probe.strip(b"\xef\xbb\xbf \t\r\n"):
+        return None
+    if b"\x00" in probe:
+        raise ContractError(rel, "is not a CSV file: it contains binary data (NUL bytes)")
+    text = probe.decode("utf-8", errors="replace")
+    first_line, newline, _ = text.partition("\n")
+    if not newline and len(probe) == HEADER_PROBE_BYTES:
+        raise ContractError(rel, "has no line break in its first MiB: not a CSV header")
+    try:
+        header = next(csv.reader(io.StringIO(first_line)))
+    except (csv.Error, StopIteration):
+        raise ContractError(rel, "the header row is not valid CSV", "line 1") from None
+    return header
+
+
+def _select_columns(header: list[str], rel: str, warnings: list[str]) -> dict[int, str]:
+    """Column index -> contract name, for the columns the analysis reads."""
+    selected: dict[int, str] = {}
+    seen: set[str] = set()
+    for index, raw in enumerate(header):
+        name = canonical_column(raw)
+        if name not in KNOWN_COLUMNS:
+            continue
+        if name in seen:
+            warnings.append(f"{rel}: column '{name}' appears more than once; the first one is used")
+            continue
+        seen.add(name)
+        selected[index] = name
+    missing = [c for c in REQUIRED_COLUMNS if c not in seen]
+    if missing:
+        shown = ", ".join(f"'{c}'" for c in missing)
+        raise ContractError(
+            rel,
+            f"missing required column {shown} (accepted spellings of µs: µs, μs, us)",
+            "header",
+        )
+    return selected
+
+
+def _read_frame(path: Path, rel: str, header: list[str], selected: dict[int, str]) -> pl.DataFrame:
+    # Placeholder names make every header cell unique (real headers may
+    # repeat a name or spell it three ways); the selected ones are renamed.
+    placeholders = [f"c{i}" for i in range(len(header))]
+    try:
+        frame = pl.read_csv(
+            path,
+            columns=[placeholders[i] for i in sorted(selected)],
+            new_columns=placeholders,
+            infer_schema=False,
+            encoding="utf8-lossy",
+            raise_if_empty=False,
+            truncate_ragged_lines=False,
+            row_index_name=ROW,
+            row_index_offset=1,
+        )
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ContractError(rel, f"is not a well-formed CSV file: {first[:300]}") from None
+    return frame.rename({placeholders[i]: name for i, name in selected.items()})
+
+
+def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.DataFrame:
+    """Cast number columns; fail on a bad time sum, blank out other bad cells."""
+    names = frame.get_column("name").str.strip_chars()
+    empty_name = names.is_null() | (names == "")
+    if empty_name.any():
+        row = frame.filter(empty_name).get_column(ROW)[0]
+        raise ContractError(rel, "the op name is empty", f"row {row}, column 'name'")
+
+    casts = []
+    for col in FLOAT_COLUMNS:
+        if col not in frame.columns:
+            continue
+        text = pl.col(col).str.strip_chars()
+        value = text.cast(pl.Float64, strict=False)
+        bad = (text.is_not_null() & (text != "")) & (value.is_null() | ~value.is_finite())
+        if col in NON_NEGATIVE_COLUMNS:
+            bad = bad | (value < 0).fill_null(False)
+        casts.append((col, value, bad))
+
+    checks = frame.select(
+        [bad.alias(f"bad:{col}") for col, _, bad in casts]
+        + [pl.col(TIME_SUM).str.strip_chars().fill_null("").eq("").alias("missing:time")]
+    )
+    missing_time = checks.get_column("missing:time")
+    for col, _, _ in casts:
+        bad = checks.get_column(f"bad:{col}")
+        if col == TIME_SUM:
+            bad = bad | missing_time
+        n_bad = int(bad.sum())
+        if not n_bad:
+            continue
+        first = frame.filter(bad).row(0, named=True)
+        shown = repr((first[col] or "")[:40])
+        if col == TIME_SUM:
+            raise ContractError(
+                rel,
+                f"'{col}' must be a finite, non-negative number of microseconds, got {shown}"
+                + (f" ({n_bad} rows affected)" if n_bad > 1 else ""),
+                f"row {first[ROW]}, column '{col}'",
+            )
+        warnings.append(
+            f"{rel}: {n_bad} cell(s) of '{col}' are not usable numbers (first at row "
+            f"{first[ROW]}: {shown}); treated as missing"
+        )
+    return frame.with_columns(
+        [pl.when(bad).then(None).otherwise(value).alias(col) for col, value, bad in casts]
+    )
+
+
+def _drop_duplicate_rows(frame: pl.DataFrame, warnings: list[str]) -> pl.DataFrame:
+    """Exact repeats of a row would count its time twice: keep the first."""
+    data_cols = [c for c in frame.columns if c != ROW]
+    dup = frame.select(pl.struct(data_cols).is_first_distinct().not_()).to_series()
+    n_dup = int(dup.sum())
+    if not n_dup:
+        return frame
+    rows = frame.filter(dup).get_column(ROW).head(5).to_list()
+    warnings.append(
+        f"{n_dup} row(s) repeat an earlier row exactly and were ignored (rows "
+        f"{', '.join(map(str, rows))}{', ...' if n_dup > 5 else ''})"
+    )
+    return frame.filter(~dup)
+
+
+# --- metadata and tree data ---------------------------------------------------
+
+
+def _read_json(path: Path, rel: str) -> Any:
+    try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise ContractError(rel, f"is {size} bytes, more than the {MAX_JSON_BYTES} accepted")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ContractError(rel, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        return json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ContractError(rel, "is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ContractError(rel, f"is not valid JSON: {exc.msg}", f"line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise ContractError(rel, "is not usable JSON: nested too deeply") from None
+
+
+def load_metadata(paths: CategoryPaths) -> Metadata:
+    rel = paths.rel(paths.metadata)
+    if not paths.metadata.is_file():
+        raise ContractError(
+            rel, "is missing: the ops CSV exists, so its metadata file is required"
+        )
+    data = _read_json(paths.metadata, rel)
+    if not isinstance(data, dict):
+        raise ContractError(rel, f"must hold a JSON object, got {type(data).__name__}")
+    try:
+        return Metadata.model_validate(data)
+    except ValidationError as exc:
+        where, problem = describe_validation_error(exc)
+        raise ContractError(rel, problem, where) from None
+
+
+def load_tree(paths: CategoryPaths, warnings: list[str]) -> dict[str, TreeEntry] | None:
+    """The optional tree data; a broken file is a warning, never an error."""
+    path = paths.tree_data
+    if not path.exists():
+        return None
+    rel = paths.rel(path)
+    try:
+        data = _read_json(path, rel)
+    except ContractError as exc:
+        warnings.append(f"{exc} — tree data ignored (it is optional)")
+        return None
+    if not isinstance(data, dict):
+        warnings.append(f"{rel}: expected a JSON object keyed by event id, got {type(data).__name__}; tree data ignored")
+        return None
+    tree: dict[str, TreeEntry] = {}
+    skipped = 0
+    for key, value in data.items():
+        try:
+            tree[str(key)] = TreeEntry.model_validate(value)
+        except ValidationError:
+            skipped += 1
+    if skipped:
+        warnings.append(f"{rel}: {skipped} entr{'y' if skipped == 1 else 'ies'} of the wrong shape ignored")
+    return tree
