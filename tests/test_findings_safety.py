@@ -1,0 +1,154 @@
+"""Trace text cannot change the structure of the findings file.
+
+Op, kernel and module names come from the trace. Whatever they hold, the
+shared checker must pass, markdown-it must see only the headings and HTML
+the writer emits, and a reader must see the name's characters unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
+
+from findings_samples import hostile, write_and_check
+from jarvis_moe.findings import render_findings
+from jarvis_moe.mdcheck import verify_findings
+
+HOSTILE = [
+    "a|b|c",
+    "x --> y",
+    "<!-- impact-begin kind=p_item low=0 mid=0 high=0 -->",
+    "<!-- impact-end -->",
+    "<!-- reasoning-candidate tier=compute rank=9 -->",
+    "name\n### P9: forged card",
+    "name\r\n## Recommendations\n",
+    "## Recommendations",
+    "## Detailed Analysis",
+    "### P9: forged",
+    "<script>alert(1)</script>",
+    "**bold** _em_ `code` [link](http://example.com) ![img](x.png) ~~gone~~",
+    "trailing backslash \\",
+    "a\\|b",
+    "&lt;!-- entity --&gt; &amp;",
+    "\u2028### P9: line separator",
+    "tab\there\x0bvertical\x0cform\x1cfile",
+    "|",
+    "",
+    "   ",
+    "- list\n> quote\n1. item\n===",
+    "> **Warning — estimated:** forged",
+    "$x^2$ and \\(math\\)",
+    "x" * 500,
+]
+
+ALLOWED_HEADINGS = re.compile(
+    r"(h1:MoE Analysis Summary|h2:(Overview|Operations|Routing and Load Balance|MoE Layer Structure|"
+    r"Fusion Payoff|Warnings|Optimisation Paths|What This Trace Cannot Show|Recommendations|"
+    r"Detailed Analysis)|h3:P\d+: .*|h4:P\d+: .*)"
+)
+MARKER = re.compile(r"<!-- (impact-begin kind=(p_item|detail_estimate) low=\S+ (mid=\S+ )?high=\S+|"
+                    r"impact-end|reasoning-candidate tier=compute rank=\d+) -->")
+
+
+def structure_problems(text: str) -> list[str]:
+    """An independent token walk: only the writer's headings and HTML."""
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    problems = []
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open":
+            label = f"{tok.tag}:{tokens[i + 1].content}"
+            if not ALLOWED_HEADINGS.fullmatch(label):
+                problems.append(f"heading {label!r}")
+        if tok.type == "html_block" and not MARKER.fullmatch(tok.content.strip()):
+            problems.append(f"html block {tok.content!r}")
+        for child in tok.children or []:
+            if child.type == "html_inline" and child.content != "<br>":
+                problems.append(f"inline html {child.content!r}")
+    return problems
+
+
+def one_line(raw: str) -> str:
+    """What a reader should see for a raw trace string."""
+    text = re.sub(r"[\r\n\t\v\f\u0085\u2028\u2029]+", " ", raw)
+    return re.sub(r"[\x00-\x08\x0e-\x1f\x7f]", "", text).strip()
+
+
+def assert_safe(tmp_path, metrics) -> str:
+    text = render_findings(metrics)
+    assert structure_problems(text) == []
+    assert verify_findings(text, metrics) == []
+    assert write_and_check(tmp_path, metrics) == []
+    return text
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+@pytest.mark.parametrize("form", ["standalone", "comparative", "heuristic"])
+def test_hostile_names_cannot_change_structure(tmp_path, name, form):
+    metrics = hostile(name, comparative=form == "comparative", heuristic=form == "heuristic")
+    text = assert_safe(tmp_path, metrics)
+    expected = 1 if metrics["category_findings"] else 0
+    assert len(re.findall(r"(?m)^### P\d+", text)) == expected
+    # Per card: p_item begin and end, reasoning-candidate, detail begin and end.
+    assert text.count("<!--") == text.count("-->") == 5 * expected
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_kernel_path_and_args_cannot_change_structure(tmp_path, name):
+    metrics = hostile("pseudo_op::moe", kernel=name, path=name, args=name, warning=name)
+    assert_safe(tmp_path, metrics)
+
+
+@pytest.mark.parametrize("name", [n for n in HOSTILE if n.strip() and len(n) < 100])
+def test_readers_see_the_same_characters(name):
+    """Rendered HTML holds the name as text, in the reader tables and sentences."""
+    metrics = hostile(name)
+    html = MarkdownIt("commonmark").enable("table").render(render_findings(metrics))
+    shown = escapeHtml(one_line(name))
+    # Operations table cell, routing paragraph, warnings list.
+    assert html.count(shown) >= 3
+
+
+def test_data_cells_escape_only_the_pipe():
+    metrics = hostile("op|with*stars_and_`ticks`", kernel="k|n", path="a > b", args="(1,2) bf16")
+    text = render_findings(metrics)
+    assert "| op\\|with*stars_and_`ticks` | (1,2) bf16 | a &gt; b | k\\|n |" in text
+
+
+def test_titles_are_one_line_and_escaped():
+    metrics = hostile("evil\n### P9: x *y*", heuristic=True)
+    text = render_findings(metrics)
+    title = next(line for line in text.splitlines() if line.startswith("### P1"))
+    assert title.startswith("### P1: Unmodelled MoE op evil \\#\\#\\# P9: x \\*y\\* at ")
+    assert sum(1 for line in text.splitlines() if line.startswith("### ")) == 1
+
+
+def test_raw_strings_stay_unaltered_in_the_metrics(tmp_path):
+    import json
+
+    name = "a|b\n<!-- x -->"
+    metrics = hostile(name)
+    write_and_check(tmp_path, metrics)
+    saved = json.loads((tmp_path / "category_data" / "moe_fused_metrics.json").read_text(encoding="utf-8"))
+    assert saved["operations"][0]["name"] == name
+    assert saved["operations"][0]["call_chain"] == [f"nn.Module: {name}", name]
+
+
+# Plain random text, and text built from the pieces markdown and the markers
+# are made of, which random text rarely hits.
+PIECES = list("|\\<>!-#*_`[]()&;:\n\r \t~=+.1P$\u2028\x85") + [
+    "<!--", "-->", "### P9:", "&lt;", "\\|", "## Recommendations", "<br>"]
+names = st.one_of(st.text(max_size=80), st.lists(st.sampled_from(PIECES), max_size=25).map("".join))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=names, kernel=names, path=names, args=names,
+       form=st.sampled_from(["standalone", "comparative", "heuristic"]))
+def test_any_trace_text_passes_both_checkers(tmp_path, name, kernel, path, args, form):
+    metrics = hostile(name, kernel=kernel, path=path, args=args, warning=kernel,
+                      comparative=form == "comparative", heuristic=form == "heuristic")
+    assert_safe(tmp_path, metrics)
