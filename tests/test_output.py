@@ -1,0 +1,179 @@
+"""Atomic writes and the two output files."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from findings_samples import error_metrics, gpt_oss_decode, mixtral_standalone, write_and_check
+from jarvis_moe import output
+from jarvis_moe.findings import render_findings
+from jarvis_moe.output import OutputError, json_safe, write_outputs, write_text_atomic
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_atomic_write_creates_the_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "x.md"
+    assert write_text_atomic(target, "héllo\n") == target
+    assert target.read_text(encoding="utf-8") == "héllo\n"
+    write_text_atomic(target, "second\n")
+    assert target.read_text(encoding="utf-8") == "second\n"
+    assert leftovers(tmp_path) == []
+
+
+def test_atomic_write_replaces_a_symlink_without_touching_its_target(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim = elsewhere / "victim.txt"
+    victim.write_text("keep me", encoding="utf-8")
+    link = tmp_path / "out.md"
+    link.symlink_to(victim)
+    write_text_atomic(link, "new")
+    assert not link.is_symlink()
+    assert link.read_text(encoding="utf-8") == "new"
+    assert victim.read_text(encoding="utf-8") == "keep me"
+
+
+def test_a_failed_write_removes_its_temp_file_and_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "x.md"
+    target.write_text("old", encoding="utf-8")
+
+    def fail(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        write_text_atomic(target, "new")
+    assert target.read_text(encoding="utf-8") == "old"
+    assert leftovers(tmp_path) == []
+
+
+def test_new_files_are_readable_by_others(tmp_path):
+    target = write_text_atomic(tmp_path / "x.md", "x")
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_write_outputs_writes_json_and_markdown(tmp_path):
+    metrics = gpt_oss_decode()
+    markdown = render_findings(metrics)
+    js, md = write_outputs(tmp_path, "moe_unfused", metrics, markdown)
+    assert js == tmp_path / "category_data" / "moe_unfused_metrics.json"
+    assert md == tmp_path / "category_findings" / "moe_unfused_findings.md"
+    assert json.loads(js.read_text(encoding="utf-8")) == metrics
+    assert md.read_text(encoding="utf-8") == markdown
+    assert js.read_text(encoding="utf-8").startswith('{\n  "category": "moe_unfused"')
+    assert leftovers(js.parent) == leftovers(md.parent) == []
+
+
+def test_json_keeps_non_ascii_text(tmp_path):
+    metrics = error_metrics()
+    js, _ = write_outputs(tmp_path, "moe_fused", metrics, render_findings(metrics))
+    assert "µs" in js.read_text(encoding="utf-8")
+
+
+def test_nan_and_infinity_become_null(tmp_path):
+    metrics = mixtral_standalone()
+    metrics["operations"][0]["cov"] = math.nan
+    metrics["category_specific"]["peak_maf_tflops"] = math.inf
+    js, _ = write_outputs(tmp_path, "moe_fused", metrics, render_findings(metrics))
+    text = js.read_text(encoding="utf-8")
+    assert "NaN" not in text and "Infinity" not in text
+    saved = json.loads(text)
+    assert saved["operations"][0]["cov"] is None
+    assert saved["category_specific"]["peak_maf_tflops"] is None
+    assert math.isnan(metrics["operations"][0]["cov"])  # the caller's dict is untouched
+
+
+def test_json_safe_handles_nested_containers():
+    assert json_safe({"a": [1.0, float("nan"), (float("-inf"),)]}) == {"a": [1.0, None, [None]]}
+
+
+def test_values_that_are_not_json_fail_loudly(tmp_path):
+    metrics = mixtral_standalone()
+    metrics["options"]["path"] = Path("/x")
+    with pytest.raises(OutputError, match="cannot be written as JSON"):
+        write_outputs(tmp_path, "moe_fused", metrics, render_findings(metrics))
+    assert not (tmp_path / "category_data").exists()
+
+
+@pytest.mark.parametrize("blocked", ["category_findings", "category_data"])
+def test_an_output_dir_that_is_a_file_is_reported_and_nothing_is_written(tmp_path, blocked):
+    (tmp_path / blocked).write_text("not a directory", encoding="utf-8")
+    metrics = mixtral_standalone()
+    with pytest.raises(OutputError, match="is not a directory"):
+        write_outputs(tmp_path, "moe_fused", metrics, render_findings(metrics))
+    other = "category_data" if blocked == "category_findings" else "category_findings"
+    assert not (tmp_path / other / "moe_fused_metrics.json").exists()
+    assert not (tmp_path / other / "moe_fused_findings.md").exists()
+
+
+def test_a_target_that_is_a_directory_is_reported(tmp_path):
+    (tmp_path / "category_findings" / "moe_fused_findings.md").mkdir(parents=True)
+    metrics = mixtral_standalone()
+    with pytest.raises(OutputError, match="is a directory"):
+        write_outputs(tmp_path, "moe_fused", metrics, render_findings(metrics))
+    assert not (tmp_path / "category_data" / "moe_fused_metrics.json").exists()
+
+
+def test_missing_output_dir_and_odd_category_names_are_reported(tmp_path):
+    metrics = mixtral_standalone()
+    with pytest.raises(OutputError, match="does not exist"):
+        write_outputs(tmp_path / "absent", "moe_fused", metrics, render_findings(metrics))
+    with pytest.raises(OutputError, match="not a plain name"):
+        write_outputs(tmp_path, "../moe_fused", metrics, render_findings(metrics))
+
+
+def test_a_failed_markdown_write_is_reported_after_the_json(tmp_path, monkeypatch):
+    metrics = mixtral_standalone()
+    real = output.write_text_atomic
+
+    def fail_on_markdown(path, text):
+        if str(path).endswith(".md"):
+            raise OSError(28, "No space left on device")
+        return real(path, text)
+
+    monkeypatch.setattr(output, "write_text_atomic", fail_on_markdown)
+    with pytest.raises(OutputError, match="No space left"):
+        write_outputs(tmp_path, "moe_fused", metrics, render_findings(metrics))
+    assert (tmp_path / "category_data" / "moe_fused_metrics.json").exists()
+    assert leftovers(tmp_path / "category_findings") == []
+
+
+def test_a_rerun_on_fixed_input_replaces_both_files(tmp_path):
+    assert write_and_check(tmp_path, error_metrics()) == []
+    assert write_and_check(tmp_path, mixtral_standalone()) == []
+    saved = json.loads((tmp_path / "category_data" / "moe_fused_metrics.json").read_text(encoding="utf-8"))
+    assert saved["status"] == "OK"
+    text = (tmp_path / "category_findings" / "moe_fused_findings.md").read_text(encoding="utf-8")
+    assert "Status: ERROR" not in text and "### P1:" in text
+
+
+def test_the_output_symlinks_are_replaced_not_followed(tmp_path):
+    elsewhere = tmp_path / "elsewhere.md"
+    elsewhere.write_text("keep me", encoding="utf-8")
+    (tmp_path / "category_findings").mkdir()
+    (tmp_path / "category_findings" / "moe_fused_findings.md").symlink_to(elsewhere)
+    assert write_and_check(tmp_path, mixtral_standalone()) == []
+    assert elsewhere.read_text(encoding="utf-8") == "keep me"
+
+
+def test_check_output_dir_reports_blocked_directories(tmp_path):
+    output.check_output_dir(tmp_path)
+    with pytest.raises(OutputError, match="does not exist"):
+        output.check_output_dir(tmp_path / "absent")
+    (tmp_path / "category_findings").write_text("x", encoding="utf-8")
+    with pytest.raises(OutputError, match="not a directory"):
+        output.check_output_dir(tmp_path)
+
+
+def test_output_error_is_the_engines_error_type():
+    from jarvis_moe import errors
+
+    assert OutputError is errors.OutputError
