@@ -329,8 +329,8 @@ def warnings(metrics: Metrics) -> list[str]:
     for op in _ops(metrics):
         items += _op_warnings(op, anomaly_pct)
     unique = list(dict.fromkeys(items))
-    body = [f"- {item}" for item in unique] if unique else ["No warnings."]
-    return ["## Warnings", ""] + body
+    body = [f"- {item}" if item.endswith((".", "!", "?")) else f"- {item}." for item in unique]
+    return ["## Warnings", ""] + (body or ["No warnings."])
 
 
 def limits(metrics: Metrics) -> list[str]:
