@@ -370,3 +370,26 @@ def test_the_documented_example_is_what_the_writer_produces():
     doc = (Path(__file__).parents[1] / "docs" / "findings.md").read_text(encoding="utf-8")
     example = render_findings(gpt_oss_decode(), plot_name="moe_unfused_roofline.png")
     assert f"````markdown\n{example}````\n" in doc, "regenerate the example in docs/findings.md"
+
+
+def _key_paths(obj, prefix=()):
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield prefix + (key,)
+            yield from _key_paths(value, prefix + (key,))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj[:2]):
+            yield prefix + (i,)
+            yield from _key_paths(value, prefix + (i,))
+
+
+@pytest.mark.parametrize("make", [gpt_oss_decode, mixtral_comparative, heuristic_sample])
+def test_any_single_value_set_to_none_renders_without_error(make):
+    base = make()
+    for path in _key_paths(base):
+        metrics = copy.deepcopy(base)
+        parent = metrics
+        for key in path[:-1]:
+            parent = parent[key]
+        parent[path[-1]] = None
+        render_findings(metrics)  # must not raise

@@ -37,7 +37,8 @@ def _findings(metrics: Metrics) -> list[Mapping[str, Any]]:
 def member_op(metrics: Metrics, member: Mapping[str, Any]) -> Mapping[str, Any]:
     """The operation an impact estimate refers to (by display name, then time)."""
     name, t = member.get("operation"), num(member.get("time_ms"))
-    same = [op for op in metrics.get("operations") or [] if op_display(op) == name]
+    same = [op for op in metrics.get("operations") or []
+            if isinstance(op, Mapping) and op_display(op) == name]
     for op in same:
         op_t = num(op.get("time_ms"))
         if t is not None and op_t is not None and abs(op_t - t) < 0.0005:

@@ -39,11 +39,15 @@ def _label(raw: Any, limit: int = 48) -> str:
     return text.replace("$", r"\$")
 
 
+def _ops(metrics: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [op for op in metrics.get("operations") or [] if isinstance(op, Mapping)]
+
+
 def _peaks(metrics: Mapping[str, Any]) -> tuple[float | None, float | None]:
     """The peaks the efficiencies were computed against (substitutions included)."""
     spec = metrics.get("category_specific") or {}
     compute, bandwidth = _num(spec.get("peak_maf_tflops")), _num(spec.get("peak_hbm_bw_tbs"))
-    for op in metrics.get("operations") or []:
+    for op in _ops(metrics):
         eff = op.get("efficiency") or {}
         compute = _num(eff.get("resolved_peak_maf")) or compute
         bandwidth = _num(eff.get("resolved_peak_hbm_bw")) or bandwidth
@@ -54,13 +58,13 @@ def _peaks(metrics: Mapping[str, Any]) -> tuple[float | None, float | None]:
 
 def _points(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     points = []
-    for op in metrics.get("operations") or []:
+    for op in _ops(metrics):
         eff = op.get("efficiency") or {}
         x, y, t = _num(eff.get("flops_per_byte")), _num(eff.get("tflops_achieved")), _num(op.get("time_ms"))
         if not x or not y or x <= 0 or y <= 0:
             continue
         point = {"x": x, "y": y, "t": t or 0.0, "name": _label(op.get("name")), "bar": None}
-        moe = op.get("moe") or {}
+        moe = op.get("moe") if isinstance(op.get("moe"), Mapping) else {}
         active = moe.get("active_experts") or {}
         low, mid, high = (_num(active.get(k)) for k in ("low", "expected", "high"))
         if eff.get("bound_type") == "memory" and low and mid and high:
