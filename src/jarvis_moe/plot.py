@@ -148,8 +148,10 @@ def _draw(figure_cls: Any, canvas_cls: Any, metrics: Mapping[str, Any], compute:
     ax.set_xlabel("arithmetic intensity (FLOP/byte)")
     ax.set_ylabel("achieved TFLOP/s")
     platform = _label(metrics.get("platform") or "unknown platform", 40)
-    ax.set_title(f"{_label(metrics.get('category'), 30)} roofline on {platform}\n"
-                 "bars: intensity range over the active-expert bounds (memory-bound ops)", fontsize=10)
+    title = f"{_label(metrics.get('category'), 30)} roofline on {platform}"
+    if any(p["bar"] for p in points):
+        title += "\nbars: intensity range over the active-expert bounds (memory-bound ops)"
+    ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.2)
     ax.legend(fontsize=7, loc="lower right", markerscale=0.4)
     buffer = io.BytesIO()
