@@ -35,10 +35,19 @@ def _findings(metrics: Metrics) -> list[Mapping[str, Any]]:
 
 
 def member_op(metrics: Metrics, member: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The operation an impact estimate refers to (by display name, then time)."""
+    """The operation an impact estimate refers to.
+
+    ``op_index`` (its position in ``operations[]``) when the engine set it;
+    otherwise by display name, then time.
+    """
+    ops = metrics.get("operations") or []
     name, t = member.get("operation"), num(member.get("time_ms"))
-    same = [op for op in metrics.get("operations") or []
-            if isinstance(op, Mapping) and op_display(op) == name]
+    index = member.get("op_index")
+    if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(ops):
+        op = ops[index]
+        if isinstance(op, Mapping) and op_display(op) == name:
+            return op
+    same = [op for op in ops if isinstance(op, Mapping) and op_display(op) == name]
     for op in same:
         op_t = num(op.get("time_ms"))
         if t is not None and op_t is not None and abs(op_t - t) < 0.0005:
