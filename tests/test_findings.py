@@ -138,7 +138,15 @@ def test_no_data_is_the_exact_missing_category_form():
                 "## Additional Notes\n- Model does not use Mixture of Experts architecture\n\n"
                 "## Recommendations\n\n## Detailed Analysis\n")
     assert render_no_data("moe_fused") == expected
-    assert render_findings(no_data("moe_unfused")) == expected
+    assert render_findings(no_data("moe_fused")) == expected
+
+
+def test_missing_unfused_category_does_not_claim_the_model_has_no_moe():
+    text = render_findings(no_data("moe_unfused"))
+    assert "No MoE operations detected in this trace." in text
+    assert "does not use Mixture of Experts" not in text
+    assert "No unfused MoE pipeline" in text
+    assert text.endswith("## Recommendations\n\n## Detailed Analysis\n")
 
 
 def test_error_names_the_file_and_the_problem():

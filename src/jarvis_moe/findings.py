@@ -35,9 +35,20 @@ _PLOT_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.png$")
 
 # -- Public API -------------------------------------------------------------
 
+UNFUSED_NOTE = (
+    "- No unfused MoE pipeline (separate up and down projection kernels) in this trace; "
+    "fused MoE kernels, if any, are reported under moe_fused"
+)
+
+
 def render_no_data(category: str) -> str:
-    """The findings file of a category with no MoE rows (the format's fixed form)."""
-    del category  # the fixed text does not name the category
+    """The findings file of a category with no MoE rows (the format's fixed form).
+
+    ``moe_unfused`` keeps the form but not its note: a model whose MoE layers
+    run fused kernels does use Mixture of Experts, so that note would be false.
+    """
+    if category == "moe_unfused":
+        return NO_DATA_TEXT.replace("- Model does not use Mixture of Experts architecture", UNFUSED_NOTE)
     return NO_DATA_TEXT
 
 
