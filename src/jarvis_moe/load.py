@@ -11,7 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import operator
 from dataclasses import dataclass, field
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ from jarvis_moe.contract import (
 from jarvis_moe.errors import ContractError
 
 ROW = "__row"  # 1-based data row number in the CSV, kept for messages
+# Text cells that tell signatures apart, hashed to find repeated rows.
+HASHED_COLUMNS = ("name", "Input Dims", "ex_UID")
 HEADER_PROBE_BYTES = 1 << 20
 MAX_JSON_BYTES = 32 << 20
 
@@ -150,21 +154,31 @@ def _select_columns(header: list[str], rel: str, warnings: list[str]) -> dict[in
 
 
 def _read_frame(path: Path, rel: str, header: list[str], selected: dict[int, str]) -> pl.DataFrame:
+    """The selected columns, number columns parsed as floats when they all are.
+
+    The reader parses the number columns itself (no text copy of them, no
+    cast) unless some cell is not a number; then everything is read as text
+    and ``_type_columns`` finds the cell and says where it is.
+    """
     # Placeholder names make every header cell unique (real headers may
     # repeat a name or spell it three ways); the selected ones are renamed.
     placeholders = [f"c{i}" for i in range(len(header))]
+    floats = {placeholders[i]: pl.Float64 for i, name in selected.items() if name in FLOAT_COLUMNS}
+    options: dict[str, Any] = dict(
+        columns=[placeholders[i] for i in sorted(selected)],
+        new_columns=placeholders,
+        infer_schema=False,
+        encoding="utf8-lossy",
+        raise_if_empty=False,
+        truncate_ragged_lines=False,
+        row_index_name=ROW,
+        row_index_offset=1,
+    )
     try:
-        frame = pl.read_csv(
-            path,
-            columns=[placeholders[i] for i in sorted(selected)],
-            new_columns=placeholders,
-            infer_schema=False,
-            encoding="utf8-lossy",
-            raise_if_empty=False,
-            truncate_ragged_lines=False,
-            row_index_name=ROW,
-            row_index_offset=1,
-        )
+        try:
+            frame = pl.read_csv(path, schema_overrides=floats, **options)
+        except pl.exceptions.ComputeError:
+            frame = pl.read_csv(path, **options)
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ContractError(rel, f"is not a well-formed CSV file: {first[:300]}") from None
@@ -172,38 +186,59 @@ def _read_frame(path: Path, rel: str, header: list[str], selected: dict[int, str
 
 
 def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.DataFrame:
-    """Cast number columns; fail on a bad time sum, blank out other bad cells."""
+    """Cast number columns; fail on a bad time sum, blank out other bad cells.
+
+    A cell is bad when it holds text that is not a finite number, or a
+    negative number in a column that cannot be negative. Blank cells are
+    missing, not bad (except in the time sum, which every row needs).
+    """
     names = frame.get_column("name").str.strip_chars()
     empty_name = names.is_null() | (names == "")
     if empty_name.any():
         row = frame.filter(empty_name).get_column(ROW)[0]
         raise ContractError(rel, "the op name is empty", f"row {row}, column 'name'")
 
-    casts = []
-    for col in FLOAT_COLUMNS:
-        if col not in frame.columns:
-            continue
-        text = pl.col(col).str.strip_chars()
-        value = text.cast(pl.Float64, strict=False)
-        bad = (text.is_not_null() & (text != "")) & (value.is_null() | ~value.is_finite())
-        if col in NON_NEGATIVE_COLUMNS:
-            bad = bad | (value < 0).fill_null(False)
-        casts.append((col, value, bad))
+    present = [c for c in FLOAT_COLUMNS if c in frame.columns]
+    # Columns the reader parsed already are Float64: the cast is a no-op.
+    numbers = frame.select(pl.col(c).cast(pl.Float64, strict=False) for c in present)
+    # A cast leaves a cell null when it is null or not a plain number. Where
+    # it left more nulls than the text had, some cells hold padded numbers or
+    # text: only those columns pay for the string work.
+    text_nulls = frame.select(present).null_count().row(0)
+    number_nulls = numbers.null_count().row(0)
+    unparsed = [c for c, t, n in zip(present, text_nulls, number_nulls) if n > t]
+    filled = {}
+    if unparsed:
+        stripped = {c: pl.col(c).str.strip_chars() for c in unparsed}
+        numbers = numbers.with_columns(
+            frame.select(stripped[c].cast(pl.Float64, strict=False) for c in unparsed).get_columns()
+        )
+        filled = {
+            c: frame.get_column(c).str.strip_chars().fill_null("").ne("") for c in unparsed
+        }
 
-    checks = frame.select(
-        [bad.alias(f"bad:{col}") for col, _, bad in casts]
-        + [pl.col(TIME_SUM).str.strip_chars().fill_null("").eq("").alias("missing:time")]
-    )
-    missing_time = checks.get_column("missing:time")
-    for col, _, _ in casts:
-        bad = checks.get_column(f"bad:{col}")
+    def bad(col: str) -> pl.Expr:
+        value = pl.col(col)
+        out = ~value.is_finite()
+        if col in NON_NEGATIVE_COLUMNS:
+            out = out | (value < 0)
+        out = out.fill_null(False)
         if col == TIME_SUM:
-            bad = bad | missing_time
-        n_bad = int(bad.sum())
+            return out | value.is_null()
+        if col in filled:
+            return out | (value.is_null() & pl.lit(filled[col]))
+        return out
+
+    counts = numbers.select(bad(c).sum().alias(c) for c in present).row(0, named=True)
+    masks = numbers.select(bad(c).alias(c) for c in present if counts[c])
+    blanked = []
+    for col in present:
+        n_bad = int(counts[col])
         if not n_bad:
             continue
-        first = frame.filter(bad).row(0, named=True)
-        shown = repr((first[col] or "")[:40])
+        first = frame.filter(masks.get_column(col)).row(0, named=True)
+        cell = first[col]
+        shown = repr(cell[:40]) if isinstance(cell, str) else repr("" if cell is None else str(cell))
         if col == TIME_SUM:
             raise ContractError(
                 rel,
@@ -215,24 +250,41 @@ def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.Data
             f"{rel}: {n_bad} cell(s) of '{col}' are not usable numbers (first at row "
             f"{first[ROW]}: {shown}); treated as missing"
         )
-    return frame.with_columns(
-        [pl.when(bad).then(None).otherwise(value).alias(col) for col, value, bad in casts]
-    )
+        blanked.append(col)
+    if blanked:
+        numbers = numbers.with_columns(
+            pl.when(masks.get_column(c)).then(None).otherwise(pl.col(c)).alias(c) for c in blanked
+        )
+    return frame.with_columns(numbers.get_columns())
 
 
 def _drop_duplicate_rows(frame: pl.DataFrame, warnings: list[str]) -> pl.DataFrame:
-    """Exact repeats of a row would count its time twice: keep the first."""
+    """Exact repeats of a row would count its time twice: keep the first.
+
+    Rows are compared through a hash of their short cells first; only rows
+    that share a hash are compared cell by cell, so a file without repeats
+    (the usual case) never pays for a row-wise comparison of its long cells.
+    """
     data_cols = [c for c in frame.columns if c != ROW]
-    dup = frame.select(pl.struct(data_cols).is_first_distinct().not_()).to_series()
-    n_dup = int(dup.sum())
+    # Numbers and a few short cells are hashed: rows that differ only in
+    # other cells share a hash and are told apart by the exact comparison.
+    hashed = [c for c in data_cols if c in HASHED_COLUMNS or frame.schema[c].is_numeric()] or data_cols
+    row_hash = reduce(operator.xor, (pl.col(c).hash(seed) for seed, c in enumerate(hashed)))
+    hashes = frame.select(row_hash).to_series()
+    shared = hashes.is_duplicated()
+    if not shared.any():
+        return frame
+    candidates = frame.filter(shared)
+    repeats = candidates.filter(pl.struct(data_cols).is_first_distinct().not_()).get_column(ROW)
+    n_dup = repeats.len()
     if not n_dup:
         return frame
-    rows = frame.filter(dup).get_column(ROW).head(5).to_list()
+    rows = repeats.head(5).to_list()
     warnings.append(
         f"{n_dup} row(s) repeat an earlier row exactly and were ignored (rows "
         f"{', '.join(map(str, rows))}{', ...' if n_dup > 5 else ''})"
     )
-    return frame.filter(~dup)
+    return frame.filter(~pl.col(ROW).is_in(repeats.implode()))
 
 
 # --- metadata and tree data ---------------------------------------------------

@@ -1,0 +1,128 @@
+"""The shortcuts that keep large inputs fast give the same answers as the long way.
+
+Number columns are parsed by the CSV reader unless a cell is not a number;
+repeated rows are found through a hash of their short cells; kernel names and
+token counts come from their second source only where the first is missing;
+the figures carry no long text, only each row's position in the input.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from conftest import SYNTHETIC, read_metrics
+from csvbuild import write_output_dir
+from jarvis_moe.load import CategoryPaths, load_inputs
+from jarvis_moe.metrics import POSITION, op_figures
+from jarvis_moe.plugin import default_options
+from jarvis_moe.run import analyse
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_scale  # noqa: E402
+
+STACK = "['nn.Module: MoEModel', 'nn.Module: FusedMoE', 'vllm::moe_forward', 'fused_moe_kernel_gptq']"
+DETAILS = "[{'name': 'aiter::fmoe_bf16_g1u1', 'stream': 7, 'count': 4}]"
+
+
+def _row(**cells):
+    row = {
+        "name": "vllm::fused_moe",
+        "Kernel Time (µs)_sum": "100.0",
+        "operation_count": "4",
+        "GFLOPS": "10.0",
+        "Data Moved (MB)": "100.0",
+        "Compute Spec": "matrix_bf16",
+        "Input Dims": "((16, 4096), (8, 28672, 4096), (8, 4096, 14336), (16, 2), (16, 2))",
+        "Input type": "('c10::BFloat16', 'c10::BFloat16', 'c10::BFloat16', 'Float', 'Int')",
+        "perf_params": "{'num_tokens': 16, 'hidden_dim': 4096, 'inter_dim': 14336, 'num_experts': 8, 'topk': 2}",
+        "kernel_details_summary": DETAILS,
+        "call_stack_full": STACK,
+        "ex_UID": "1",
+    }
+    row.update(cells)
+    return row
+
+
+def _load(root: Path):
+    inputs = load_inputs(CategoryPaths(root, "moe_fused"))
+    assert inputs is not None
+    return inputs
+
+
+def test_number_columns_parsed_by_the_reader_are_floats(tmp_path):
+    inputs = _load(write_output_dir(tmp_path, [_row(), _row(**{"ex_UID": "2", "GFLOPS": " 3.5"})]))
+    assert inputs.frame.schema["GFLOPS"] == pl.Float64
+    assert inputs.frame.get_column("GFLOPS").to_list() == [10.0, 3.5]
+    assert inputs.warnings == []
+
+
+def test_a_text_cell_falls_back_to_the_checked_text_read(tmp_path):
+    rows = [_row(ex_UID=str(i)) for i in range(5)]
+    rows[3]["GFLOPS"] = "n/a"
+    rows[1]["GFLOPS"] = "2.5 "  # padded: still a number
+    inputs = _load(write_output_dir(tmp_path, rows))
+    assert inputs.frame.get_column("GFLOPS").to_list() == [10.0, 2.5, 10.0, None, 10.0]
+    assert len(inputs.warnings) == 1
+    assert "row 4: 'n/a'" in inputs.warnings[0] and "'GFLOPS'" in inputs.warnings[0]
+
+
+def test_rows_differing_only_in_a_long_cell_are_both_kept(tmp_path):
+    other = STACK.replace("MoEModel", "OtherModel")
+    rows = [_row(), _row(call_stack_full=other), _row()]
+    inputs = _load(write_output_dir(tmp_path, rows))
+    assert inputs.frame.get_column("__row").to_list() == [1, 2]
+    assert inputs.warnings == ["1 row(s) repeat an earlier row exactly and were ignored (rows 3)"]
+
+
+def test_kernel_names_fall_back_to_the_last_call_stack_frame(tmp_path):
+    rows = [_row(), _row(ex_UID="2", kernel_details_summary="[]"), _row(ex_UID="3", kernel_details_summary="")]
+    inputs = _load(write_output_dir(tmp_path, rows))
+    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=default_options("moe_fused"))
+    by_uid = dict(zip(inputs.frame.get_column("ex_UID")[figures.get_column(POSITION)], figures.get_column("library")))
+    # Details name an AITER kernel; the stack's last frame a Triton MoE kernel.
+    assert by_uid == {"1": "AITER", "2": "Triton", "3": "Triton"}
+
+
+def test_token_counts_fall_back_to_input_dims(tmp_path):
+    rows = [_row(), _row(ex_UID="2", perf_params="", **{"Input Dims": "((4096, 4096), (8, 28672, 4096))"})]
+    inputs = _load(write_output_dir(tmp_path, rows))
+    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=default_options("moe_fused"))
+    assert sorted(figures.get_column("num_tokens").to_list()) == [16, 4096]
+
+
+def test_figures_hold_no_long_text_and_point_back_to_their_rows(tmp_path):
+    rows = [_row(ex_UID=str(i), **{"Kernel Time (µs)_sum": str(10.0 * (i % 3 + 1))}) for i in range(6)]
+    inputs = _load(write_output_dir(tmp_path, rows))
+    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=default_options("moe_fused"))
+    assert not {"call_stack_full", "kernel_details_summary", "Input Dims", "perf_params"} & set(figures.columns)
+    times = inputs.frame.get_column("Kernel Time (µs)_sum")[figures.get_column(POSITION)].to_list()
+    assert times == figures.get_column("time_us").to_list() == sorted(times, reverse=True)
+
+
+def test_benchmark_input_of_200_rows_runs_with_bounded_outputs(tmp_path):
+    options = default_options("moe_fused")
+    bench_scale.build_output_dir(tmp_path, 200, bench_scale.REPO / "tests" / "fixtures" / SYNTHETIC)
+    result = analyse(tmp_path, category="moe_fused", options={"roofline_plot": False, "max_operations_listed": 20})
+    assert result.status.value == "OK", result.message
+    metrics = read_metrics(tmp_path, "moe_fused")
+    assert metrics["operations_total"] == 200
+    assert len(metrics["operations"]) <= 20 + sum(len(f["members"]) for f in metrics["category_findings"])
+    assert len(metrics["impact_estimates"]) <= 20
+    chains = [op for op in metrics["operations"] if "call_chain" in op]
+    assert len(chains) <= options["max_call_chain_ops"]
+    findings = tmp_path / "category_findings" / "moe_fused_findings.md"
+    assert findings.stat().st_size < bench_scale.MAX_FINDINGS_BYTES
+    assert (tmp_path / "category_data" / "moe_fused_metrics.json").stat().st_size < bench_scale.MAX_METRICS_BYTES
+
+
+@pytest.mark.parametrize("rows", [1, 7])
+def test_benchmark_builder_writes_distinct_signatures(tmp_path, rows):
+    path = bench_scale.build_output_dir(tmp_path, rows, bench_scale.REPO / "tests" / "fixtures" / SYNTHETIC)
+    frame = pl.read_csv(path, infer_schema=False)
+    assert frame.height == rows
+    assert frame.select("Input Dims", "ex_UID").is_unique().all()
+    assert (tmp_path / "metadata" / "moe_fused_metadata.json").is_file()
