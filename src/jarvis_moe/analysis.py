@@ -15,7 +15,7 @@ import polars as pl
 from jarvis_moe import impact, routing, structure
 from jarvis_moe.contract import OpCells
 from jarvis_moe.load import Inputs
-from jarvis_moe.metrics import COMPARATIVE, category_figures, op_figures
+from jarvis_moe.metrics import COMPARATIVE, POSITION, category_figures, op_figures
 from jarvis_moe.text import display_text
 
 LIMITS = (
@@ -37,25 +37,32 @@ def build_metrics(
     meta = inputs.metadata
     figures = op_figures(inputs.frame, meta, scope=scope, options=options)
     e2e = meta.e2e_time_ms
-    est = impact.estimates(figures, scope=scope, e2e_ms=e2e)
+    # Only the columns the estimates read: the filters and sorts inside then
+    # move a few narrow columns, not every figure.
+    est = impact.estimates(figures.select(_ESTIMATE_INPUT), scope=scope, e2e_ms=e2e)
     groups = impact.findings(est, max_members=int(options["max_finding_members"]))
 
     listed = list(range(min(figures.height, int(options["max_operations_listed"]))))
     members = sorted({i for g in groups for i in g["members"]} - set(listed))
     listed += members
     position = {idx: pos for pos, idx in enumerate(listed)}
-    rows = figures[listed].to_dicts() if listed else []
+    rows = _report_rows(figures, inputs.frame, listed)
     max_chain = int(options["max_call_chain_ops"])
+    parsed = _ParseCache()
     operations = [
         _operation(row, category=category, scope=scope, options=options, meta=meta,
-                   with_call_chain=pos < max_chain)
+                   with_call_chain=pos < max_chain, parsed=parsed)
         for pos, row in enumerate(rows)
     ]
 
-    records = {r["idx"]: _estimate_record(r, category) for r in est.to_dicts()}
+    # Records only for the estimates the JSON shows: a 100 000-row input
+    # has as many estimates, and the JSON lists the capped head of them.
+    capped = est.head(int(options["max_operations_listed"])).get_column("idx").to_list()
+    wanted = set(capped) | {i for g in groups for i in g["members"]}
+    shown = est.filter(pl.col("idx").is_in(sorted(wanted))).select(_RECORD_COLUMNS)
+    records = {r["idx"]: _estimate_record(r, category) for r in shown.iter_rows(named=True)}
     for g in groups:
         g["members"] = [dict(records[i], op_index=position.get(i)) for i in g["members"]]
-    capped = est.head(int(options["max_operations_listed"])).get_column("idx").to_list()
     impact_estimates = [dict(records[i], op_index=position.get(i)) for i in capped]
 
     figures_cat = category_figures(figures, meta)
@@ -85,6 +92,40 @@ def build_metrics(
     }
 
 
+_ESTIMATE_INPUT = ("name", "time_us", "time_ms", "efficiency", "is_anomaly", "bound", "library", "pct_total")
+_RECORD_COLUMNS = ("idx", "name", "type", "estimate_method", "impact_score", "impact_score_low",
+                   "impact_score_high", "efficiency", "bound", "library", "time_ms", "pct_total")
+# Cells of the input that the report shows or parses, for the listed rows only.
+_REPORT_CELLS = ("Input Dims", "Input type", "perf_params", "kernel_details_summary",
+                 "call_stack_full", "entry_point", "ex_UID")
+
+
+def _report_rows(figures: pl.DataFrame, frame: pl.DataFrame, listed: list[int]) -> list[dict[str, Any]]:
+    """The figures of the listed rows, each with its literal cells from the input."""
+    if not listed:
+        return []
+    picked = figures[listed]
+    cells = [c for c in _REPORT_CELLS if c in frame.columns]
+    if not cells:
+        return picked.to_dicts()
+    texts = frame.select(pl.col(cells).gather(picked.get_column(POSITION)))
+    return [dict(row, **text) for row, text in zip(picked.iter_rows(named=True), texts.iter_rows(named=True))]
+
+
+class _ParseCache(dict):
+    """Parsed literal cells and derived strings, keyed by (kind, cell text).
+
+    The ops of one trace share call stacks and kernel lists across shapes,
+    so the listed rows hold far fewer distinct cells than rows.
+    """
+
+    def remember(self, kind: str, text: Any, compute: Any) -> Any:
+        key = (kind, text)
+        if key not in self:
+            self[key] = compute()
+        return self[key]
+
+
 def _estimate_record(r: dict[str, Any], category: str) -> dict[str, Any]:
     record = {
         "operation": display_text(r["name"]),
@@ -106,15 +147,20 @@ def _estimate_record(r: dict[str, Any], category: str) -> dict[str, Any]:
 
 def _operation(
     row: dict[str, Any], *, category: str, scope: str, options: Mapping[str, Any],
-    meta: Any, with_call_chain: bool,
+    meta: Any, with_call_chain: bool, parsed: _ParseCache,
 ) -> dict[str, Any]:
-    cells = OpCells.from_row(row)
+    cells = OpCells.from_row(row, cache=parsed)
     call_stack = cells.call_stack or []
-    names = structure.kernel_names(call_stack) if call_stack else []
-    if not names and cells.kernel_details:
-        names = [str(k.get("name")) for k in cells.kernel_details if k.get("name")]
-    kernel_name, kernel_trunc = structure.kernel_name_display(names)
-    chain = structure.module_chain(call_stack)
+    stack_key = (row.get("call_stack_full"), row.get("kernel_details_summary"))
+
+    def kernels() -> tuple[str, str]:
+        names = structure.kernel_names(call_stack) if call_stack else []
+        if not names and cells.kernel_details:
+            names = [str(k.get("name")) for k in cells.kernel_details if k.get("name")]
+        return structure.kernel_name_display(names)
+
+    kernel_name, kernel_trunc = parsed.remember("kernels", stack_key, kernels)
+    chain = list(parsed.remember("chain", stack_key[0], lambda: structure.module_chain(call_stack)))
     library = row["library"]
     warnings = _op_warnings(row, scope)
     op: dict[str, Any] = {

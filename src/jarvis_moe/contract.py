@@ -200,20 +200,43 @@ class OpCells(BaseModel):
     call_stack: Annotated[list[Any] | None, _parsed(literals.parse_call_stack)] = None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "OpCells":
-        raw = {
-            "input_dims": row.get("Input Dims"),
-            "input_types": row.get("Input type"),
-            "perf_params": row.get("perf_params"),
-            "kernel_details": row.get("kernel_details_summary"),
-            "call_stack": row.get("call_stack_full"),
-        }
+    def from_row(cls, row: dict[str, Any], cache: dict[tuple[str, str], Any] | None = None) -> "OpCells":
+        """The parsed cells of ``row``.
+
+        :param cache: parsed values keyed by (field, cell text), shared across
+            the rows of one run so a cell text repeated in many rows (a call
+            stack, a kernel list) is parsed once.
+        """
+        raw = {field: row.get(column) for field, column in _CELL_COLUMNS.items()}
+        if cache is not None:
+            for field, text in raw.items():
+                if isinstance(text, str):
+                    key = (field, text)
+                    if key not in cache:
+                        cache[key] = _CELL_PARSERS[field](text)
+                    raw[field] = cache[key]
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
             # Keep every field that did validate; drop the ones that did not.
             bad = {str(e["loc"][0]) for e in exc.errors() if e.get("loc")}
             return cls.model_validate({k: (None if k in bad else v) for k, v in raw.items()})
+
+
+_CELL_COLUMNS = {
+    "input_dims": "Input Dims",
+    "input_types": "Input type",
+    "perf_params": "perf_params",
+    "kernel_details": "kernel_details_summary",
+    "call_stack": "call_stack_full",
+}
+_CELL_PARSERS = {
+    "input_dims": literals.parse_dims,
+    "input_types": literals.parse_types,
+    "perf_params": literals.parse_dict,
+    "kernel_details": literals.parse_kernel_details,
+    "call_stack": literals.parse_call_stack,
+}
 
 
 def describe_validation_error(exc: ValidationError) -> tuple[str, str]:

@@ -15,9 +15,14 @@ from typing import Any, Mapping
 import polars as pl
 
 from jarvis_moe import structure
-from jarvis_moe.contract import TIME_SUM, Metadata
+from jarvis_moe.contract import FLOAT_COLUMNS, TIME_SUM, Metadata
 
 COMPARATIVE = "comparative"
+# Column of the figures: the row's position in the frame they came from.
+POSITION = "__position"
+# The frames here are in memory already; the streaming engine's set-up
+# costs more than it saves on them.
+ENGINE = "in-memory"
 
 
 @dataclass(frozen=True)
@@ -92,16 +97,33 @@ def _contains_any(expr: pl.Expr, rules: tuple[tuple[str, str, bool], ...]) -> pl
     return out
 
 
-def kernel_names_text(frame: pl.DataFrame) -> pl.Expr:
-    """All kernel names of a row as one string, for substring rules.
+_DETAIL_NAMES = r"'name':\s*'([^']*)'"
+_LAST_FRAME = r"'([^']*)'\]*\s*$"
+_PARAMS_TOKENS = r"'num_tokens':\s*(\d+)"
+_DIMS_TOKENS = r"^\s*\(\s*\(\s*(\d+)"
 
-    Taken from the ``name`` entries of ``kernel_details_summary``, else the
-    last frame of ``call_stack_full``: the same names the report shows,
-    without parsing the literals of every row.
+
+def _fill_from_fallbacks(f: pl.DataFrame, src: pl.DataFrame) -> pl.DataFrame:
+    """Kernel names and token counts from their second source, where missing.
+
+    Kernel names come from ``kernel_details_summary``, else the last frame
+    of ``call_stack_full``; token counts from ``perf_params``, else the
+    first dimension of ``Input Dims``: the same strings the report shows,
+    without parsing the literals of every row. The second sources are read
+    only for the rows that need them, which in a pipeline's file are few.
     """
-    details = _text(frame, "kernel_details_summary").str.extract_all(r"'name':\s*'([^']*)'").list.join(" ")
-    last_frame = _text(frame, "call_stack_full").str.extract(r"'([^']*)'\]*\s*$", 1)
-    return pl.coalesce([pl.when(details != "").then(details), last_frame, pl.lit("")])
+    fallbacks = (
+        ("kernels", "call_stack_full", lambda e: e.str.extract(_LAST_FRAME, 1)),
+        ("num_tokens", "Input Dims", lambda e: e.str.extract(_DIMS_TOKENS, 1).cast(pl.Int64, strict=False)),
+    )
+    for target, column, derive in fallbacks:
+        missing = f.get_column(target).is_null()
+        if column not in src.columns or not missing.any():
+            continue
+        rows = missing.arg_true()
+        values = src.select(derive(pl.col(column).gather(rows))).to_series()
+        f = f.with_columns(f.get_column(target).scatter(rows, values))
+    return f.with_columns(pl.col("kernels").fill_null(""))
 
 
 def op_figures(
@@ -113,6 +135,12 @@ def op_figures(
 ) -> pl.DataFrame:
     """Every per-op figure of §2, one row per signature, sorted by time.
 
+    The result is narrow: the op name, the number columns of the input and
+    the figures, not the long literal cells. ``POSITION`` is the row's
+    position in ``inputs_frame``, where the caller finds those cells for the
+    few rows it reports; sorting and filtering the figures therefore never
+    copies them.
+
     Columns added (units in the name where there is one): ``time_ms``,
     ``count``, ``mean_us``, ``pct_category``, ``pct_total``, ``tflops``,
     ``tbs``, ``fpb``, ``act_dtype``, ``peak_tflops``, ``peak_tbs``,
@@ -120,23 +148,25 @@ def op_figures(
     ``eff_source``, ``efficiency``, ``clamped``, ``is_anomaly``,
     ``over_100``, ``cov``, ``high_variance``, ``library``, ``num_tokens``.
     """
-    f = inputs_frame
+    src = inputs_frame
     e2e = metadata.e2e_time_ms
     bw = metadata.peak_hbm_bw_tbs
-    total_us = float(f.get_column(TIME_SUM).sum())
+    total_us = float(src.get_column(TIME_SUM).sum())
 
-    count = pl.col("operation_count").round(0).cast(pl.Int64) if "operation_count" in f.columns else pl.lit(None, pl.Int64)
-    f = f.with_columns(
-        time_us=pl.col(TIME_SUM),
-        count=pl.when(count > 0).then(count).otherwise(1),
-        first_type=_text(f, "Input type").str.extract(r"^\s*[\(\[]\s*['\"]([^'\"]*)['\"]", 1),
-        spec=_text(f, "Compute Spec").str.strip_chars(),
-    )
-    f = f.with_columns(
-        mean_us=pl.coalesce(
-            [_first_float(f, "Kernel Time (µs)_mean"), pl.col("time_us") / pl.col("count")]
-        ),
-    )
+    # One pass over the input: every text-derived column is computed here,
+    # in parallel, and nothing else of the long cells is kept.
+    f = src.lazy().select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias(POSITION),
+        pl.col("name"),
+        *(c for c in FLOAT_COLUMNS if c in src.columns),
+        first_type=_text(src, "Input type").str.extract(r"^\s*[\(\[]\s*['\"]([^'\"]*)['\"]", 1),
+        spec=_text(src, "Compute Spec").str.strip_chars(),
+        bound_text=_text(src, "Roofline Bound").str.strip_chars().str.to_uppercase(),
+        # replace(): an empty list of names counts as missing.
+        kernels=_text(src, "kernel_details_summary").str.extract_all(_DETAIL_NAMES).list.join(" ").replace("", None),
+        num_tokens=_text(src, "perf_params").str.extract(_PARAMS_TOKENS, 1).cast(pl.Int64, strict=False),
+    ).collect(engine=ENGINE)
+    f = _fill_from_fallbacks(f, src)
 
     # Peaks: resolved once per distinct (spec, first input dtype) pair.
     pairs = f.select("spec", "first_type").unique()
@@ -151,77 +181,99 @@ def op_figures(
                 "peak_tflops": pl.Float64, "substituted_spec": pl.String, "peak_warning": pl.String},
         orient="row",
     )
-    f = f.join(peak_table, on=["spec", "first_type"], how="left", nulls_equal=True)
 
-    gflops = _first_float(f, "GFLOPS")
-    mib = _first_float(f, "Data Moved (MB)")
+    # The rest is one lazy plan over the narrow frame, collected once.
+    base = f
+    count = pl.col("operation_count").round(0).cast(pl.Int64) if "operation_count" in base.columns else pl.lit(None, pl.Int64)
+    lf = _with_library(base.lazy()).join(
+        peak_table.lazy(), on=["spec", "first_type"], how="left", nulls_equal=True, maintain_order="left"
+    ).with_columns(
+        time_us=pl.col(TIME_SUM),
+        count=pl.when(count > 0).then(count).otherwise(1),
+    )
+    lf = lf.with_columns(
+        mean_us=pl.coalesce(
+            [_first_float(base, "Kernel Time (µs)_mean"), pl.col("time_us") / pl.col("count")]
+        ),
+    )
+
+    gflops = _first_float(base, "GFLOPS")
+    mib = _first_float(base, "Data Moved (MB)")
     peak = pl.col("peak_tflops")
-    f = f.with_columns(
+    lf = lf.with_columns(
         peak_tbs=pl.lit(bw, pl.Float64),
-        tflops=pl.coalesce([_first_float(f, "TFLOPS/s_mean"), gflops / pl.col("mean_us") * 1000.0]),
-        tbs=pl.coalesce([_first_float(f, "TB/s_mean"), mib * 1.048576 / pl.col("mean_us")]),
+        tflops=pl.coalesce([_first_float(base, "TFLOPS/s_mean"), gflops / pl.col("mean_us") * 1000.0]),
+        tbs=pl.coalesce([_first_float(base, "TB/s_mean"), mib * 1.048576 / pl.col("mean_us")]),
         fpb=pl.coalesce(
-            [_first_float(f, "FLOPS/Byte"),
+            [_first_float(base, "FLOPS/Byte"),
              pl.when(mib > 0).then(gflops * 1e9 / (mib * 1048576.0))]
         ),
         # Ideal time of one call at the roofline, microseconds.
         roofline_us=pl.max_horizontal(gflops * 1000.0 / peak, mib * 1.048576 / bw),
     )
-    bound_col = _text(f, "Roofline Bound").str.strip_chars().str.to_uppercase()
-    f = f.with_columns(
+    bound_col = pl.col("bound_text")
+    lf = lf.with_columns(
         bound=pl.when(bound_col == "COMPUTE_BOUND").then(pl.lit("compute"))
         .when(bound_col == "MEMORY_BOUND").then(pl.lit("memory"))
         .when(pl.col("fpb").is_not_null() & peak.is_not_null())
         .then(pl.when(pl.col("fpb") >= peak / bw).then(pl.lit("compute")).otherwise(pl.lit("memory"))),
     )
-    roofline_first = _first_float(f, "Roofline Time (µs)_first")
+    roofline_first = _first_float(base, "Roofline Time (µs)_first")
     computed = pl.coalesce([pl.col("roofline_us"), roofline_first]) / pl.col("mean_us") * 100.0
-    pct = _first_float(f, "Pct Roofline_mean")
-    f = f.with_columns(
+    pct = _first_float(base, "Pct Roofline_mean")
+    lf = lf.with_columns(
         eff_roofline=pl.coalesce([pct, computed]),
         eff_source=pl.when(pct.is_not_null()).then(pl.lit("pct_roofline"))
         .when(computed.is_not_null()).then(pl.lit("computed")),
     )
-    f = _efficiency_in_scope(f, scope)
+    lf = _efficiency_in_scope(lf, base, scope)
     warn_pct = float(options["efficiency_warn_pct"])
     anomaly_pct = float(options["anomaly_pct"])
-    f = f.with_columns(
+    lf = lf.with_columns(
         over_100=(pl.col("eff_roofline") > warn_pct).fill_null(False),
         is_anomaly=(pl.col("eff_roofline") > anomaly_pct).fill_null(False),
         time_ms=pl.col("time_us") / 1000.0,
         pct_category=(pl.col("time_us") / total_us * 100.0) if total_us > 0 else pl.lit(0.0),
         pct_total=(pl.col("time_us") / 1000.0 / e2e * 100.0) if e2e else pl.lit(None, pl.Float64),
     )
-    std = _first_float(f, "Kernel Time (µs)_std")
+    std = _first_float(base, "Kernel Time (µs)_std")
     eligible = (pl.col("count") > int(options["variance_min_count"])) & (
         pl.col("pct_total") >= float(options["variance_min_percent_of_total"])
     ).fill_null(False)
     cov = pl.when(eligible & (pl.col("mean_us") > 0)).then(std / pl.col("mean_us"))
-    f = f.with_columns(
+    lf = lf.with_columns(
         cov=cov,
         high_variance=(cov > float(options["high_variance_cov"])).fill_null(False),
+    )
+    return lf.drop("bound_text").sort("time_us", descending=True, maintain_order=True).collect(engine=ENGINE)
+
+
+def _with_library(f: pl.LazyFrame) -> pl.LazyFrame:
+    """Add ``library`` from the op name and kernel names, then drop ``kernels``.
+
+    The substring rules run once per distinct (name, kernels) pair: a trace
+    has a handful of those however many shapes it holds.
+    """
+    pairs = f.select("name", "kernels").unique().with_columns(
         library=pl.coalesce(
             [_contains_any(pl.col("name"), structure.OP_NAME_LIBRARY_RULES),
-             _contains_any(kernel_names_text(f), structure.KERNEL_LIBRARY_RULES),
+             _contains_any(pl.col("kernels"), structure.KERNEL_LIBRARY_RULES),
              pl.lit("Unknown")]
-        ),
-        num_tokens=pl.coalesce(
-            [_text(f, "perf_params").str.extract(r"'num_tokens':\s*(\d+)", 1).cast(pl.Int64, strict=False),
-             _text(f, "Input Dims").str.extract(r"^\s*\(\s*\(\s*(\d+)", 1).cast(pl.Int64, strict=False)]
-        ),
+        )
     )
-    return f.sort("time_us", descending=True, maintain_order=True)
+    return f.join(pairs, on=["name", "kernels"], how="left", nulls_equal=True,
+                  maintain_order="left").drop("kernels")
 
 
-def _efficiency_in_scope(f: pl.DataFrame, scope: str) -> pl.DataFrame:
+def _efficiency_in_scope(f: pl.LazyFrame, base: pl.DataFrame, scope: str) -> pl.LazyFrame:
     """Standalone: the roofline %. Comparative: 100 × t2 / t1, floored at it."""
     if scope != COMPARATIVE:
         return f.with_columns(
             efficiency=pl.col("eff_roofline"), clamped=pl.lit(False),
             t2_us=pl.lit(None, pl.Float64), count_trace2=pl.lit(None, pl.Float64),
         )
-    delta = _first_float(f, "delta_us (trace2 - trace1)")
-    speedup = _first_float(f, "speedup (trace2/trace1)")
+    delta = _first_float(base, "delta_us (trace2 - trace1)")
+    speedup = _first_float(base, "speedup (trace2/trace1)")
     t1 = pl.col("time_us")
     t2 = pl.coalesce([t1 + delta, t1 * speedup])
     ratio = pl.when(t1 > 0).then(100.0 * t2 / t1)
@@ -229,7 +281,7 @@ def _efficiency_in_scope(f: pl.DataFrame, scope: str) -> pl.DataFrame:
     clamped = (ratio < floor).fill_null(False)
     return f.with_columns(
         t2_us=t2,
-        count_trace2=_first_float(f, "lca_count_trace2"),
+        count_trace2=_first_float(base, "lca_count_trace2"),
         efficiency=pl.when(clamped).then(floor).otherwise(ratio),
         clamped=clamped,
         eff_source=pl.when(ratio.is_not_null()).then(pl.lit("comparative")),
