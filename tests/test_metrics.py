@@ -147,3 +147,57 @@ def test_fp4_on_a_platform_without_fp4_is_rated_against_bf16(fixture_copy):
     payoff = m["category_specific"]["fusion_payoff"]
     assert payoff["intermediate_bytes_per_call"] == 2 * 32 * 4 * 3072 * 2
     assert payoff["calls"] == 24
+
+
+def test_peak_substitution_follows_the_activation_dtype(tmp_path):
+    rows = [
+        # no matrix_fp4 peak; first input fp8 -> the matrix_fp8 peak (1273).
+        # 1273 TFLOP/s: 127.3 GFLOP take 100 µs at peak, the call takes 400 µs -> 25 %.
+        {"name": "moe_a", T + "sum": 4000, T + "mean": 400, "operation_count": 10, "GFLOPS": 127.3,
+         "Data Moved (MB)": 1, "Compute Spec": "matrix_fp4",
+         "Input type": "('c10::Float8_e4m3fnuz', 'c10::Float4_e2m1fn_x2')"},
+        # neither the spec nor the activation dtype has a peak: efficiency unknown,
+        # estimated from its share (4 ms of 100 ms -> 0.6 / 1.2 / 1.8).
+        {"name": "moe_b", T + "sum": 4000, T + "mean": 400, "operation_count": 10, "GFLOPS": 1,
+         "Data Moved (MB)": 1, "Compute Spec": "matrix_int4", "Input type": "('Int',)"},
+    ]
+    out = write_output_dir(tmp_path / "subst", rows)
+    analyse(out, category="moe_fused", scope="standalone")
+    m = read_metrics(out, "moe_fused")
+    a = _op(m, "moe_a")["efficiency"]
+    assert (a["resolved_peak_maf"], a["substituted_compute_spec"]) == (1273, "matrix_fp8")
+    assert a["efficiency_percent"] == pytest.approx(25.0, abs=0.005)
+    assert a["bound_type"] == "compute"
+    b = _op(m, "moe_b")["efficiency"]
+    assert b["resolved_peak_maf"] is None and b["efficiency_percent"] is None
+    assert "no compute peak" in b["warning"]
+    est = {e["operation"]: e for e in m["impact_estimates"]}
+    assert est["moe_b"]["estimate_method"] == "heuristic"
+    assert (est["moe_b"]["impact_score_low"], est["moe_b"]["impact_score"], est["moe_b"]["impact_score_high"]) == (0.6, 1.2, 1.8)
+
+
+def test_unknown_e2e_gives_shares_of_zero_and_no_findings(tmp_path):
+    meta = {"platform": "X", "peak_hbm_bw_tbs": 2.0, "max_achievable_tflops": {"matrix_bf16": 100}}
+    rows = [{"name": "moe", T + "sum": 1000, "operation_count": 2, "Pct Roofline_mean": 10,
+             "Roofline Bound": "MEMORY_BOUND"}]
+    out = write_output_dir(tmp_path / "noe2e", rows, metadata=meta)
+    assert analyse(out, category="moe_fused", scope="standalone").status.value == "OK"
+    m = read_metrics(out, "moe_fused")
+    assert m["percent_of_compute"] == 0
+    assert m["operations"][0]["percent_of_total"] is None
+    assert m["category_findings"] == [] and m["impact_estimates"] == []
+    assert m["category_specific"]["significance"]["position"] == "unknown"
+
+
+def test_variance_only_for_frequent_ops_with_a_real_share(tmp_path):
+    rows = [
+        # 11 calls, 20 % of E2E: cov = 300 / 200 = 1.5 > 1.0
+        {"name": "often", T + "sum": 20000, T + "mean": 200, T + "std": 300, "operation_count": 11},
+        # 10 calls only: no variance figure even with a large spread
+        {"name": "rare", T + "sum": 20000, T + "mean": 200, T + "std": 300, "operation_count": 10},
+    ]
+    out = write_output_dir(tmp_path / "var", rows)
+    analyse(out, category="moe_fused", scope="standalone")
+    m = read_metrics(out, "moe_fused")
+    assert (_op(m, "often")["cov"], _op(m, "often")["high_variance"]) == (1.5, True)
+    assert (_op(m, "rare")["cov"], _op(m, "rare")["high_variance"]) == (None, False)

@@ -208,8 +208,12 @@ def op_figures(
             [_first_float(base, "FLOPS/Byte"),
              pl.when(mib > 0).then(gflops * 1e9 / (mib * 1048576.0))]
         ),
-        # Ideal time of one call at the roofline, microseconds.
-        roofline_us=pl.max_horizontal(gflops * 1000.0 / peak, mib * 1.048576 / bw),
+        # Ideal time of one call at the roofline, microseconds. An op with
+        # FLOPs but no compute peak has no roofline: its bandwidth term alone
+        # would call a compute-bound op hopelessly slow.
+        roofline_us=pl.when(gflops.is_null() | peak.is_not_null()).then(
+            pl.max_horizontal(gflops * 1000.0 / peak, mib * 1.048576 / bw)
+        ),
     )
     bound_col = pl.col("bound_text")
     lf = lf.with_columns(
