@@ -242,12 +242,18 @@ _CELL_PARSERS = {
 def describe_validation_error(exc: ValidationError) -> tuple[str, str]:
     """(JSON path, problem) of the first error, in a reader's words."""
     err = exc.errors()[0]
-    path = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
-    got = err.get("input")
-    shown = repr(got)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
+    path = ".".join(str(p) for p in err.get("loc", ())) or "top level"
     msg = err.get("msg", "invalid value")
     if err.get("type") == "missing":
         return path, "required key is missing"
-    return path, f"{msg} (got {shown})"
+    if err.get("type") == "value_error":
+        # Our own validators: the message says it all, without pydantic's
+        # "Value error, " prefix or a dump of the whole object.
+        problem = msg.removeprefix("Value error, ")
+        return path, problem if path == "top level" else f"{problem} (got {_shown(err.get('input'))})"
+    return path, f"{msg} (got {_shown(err.get('input'))})"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -36,6 +36,9 @@ from jarvis_moe.errors import ContractError
 ROW = "__row"  # 1-based data row number in the CSV, kept for messages
 # Text cells that tell signatures apart, hashed to find repeated rows.
 HASHED_COLUMNS = ("name", "Input Dims", "ex_UID")
+HEADER_FIRST_BYTES = 1 << 16
+MAX_NAME_CHARS = 1000
+MAX_CELL_BYTES = 64 << 10
 HEADER_PROBE_BYTES = 1 << 20
 MAX_JSON_BYTES = 32 << 20
 
@@ -90,16 +93,22 @@ def load_inputs(paths: CategoryPaths) -> Inputs | None:
     if not csv_path.is_file():
         raise ContractError(rel, "is not a regular file")
     header = _read_header(csv_path, rel)
-    if header is None:
+    if header is None or not header.has_rows:
         return None
     warnings: list[str] = []
-    selected = _select_columns(header, rel, warnings)
+    selected = _select_columns(header.cells, rel, warnings)
     metadata = load_metadata(paths)
-    frame = _read_frame(csv_path, rel, header, selected)
+    frame = _read_frame(csv_path, rel, header.cells, selected)
     if frame.height == 0:
         return None
+    frame = _bound_text_cells(frame, rel, warnings)
     frame = _type_columns(frame, rel, warnings)
     frame = _drop_duplicate_rows(frame, warnings)
+    if metadata.e2e_time_ms is None:
+        warnings.append(
+            f"{paths.rel(paths.metadata)}: gpu_utilization.total_time_ms is missing or 0, so shares "
+            "of end-to-end GPU time and impact scores cannot be computed; no findings are ranked"
+        )
     tree = load_tree(paths, warnings)
     return Inputs(frame, metadata, tree, frozenset(frame.columns), warnings)
 
@@ -107,26 +116,47 @@ def load_inputs(paths: CategoryPaths) -> Inputs | None:
 # --- the CSV ------------------------------------------------------------------
 
 
-def _read_header(path: Path, rel: str) -> list[str] | None:
+@dataclass(frozen=True)
+class _Header:
+    cells: list[str]
+    has_rows: bool  # a record follows the header (blank lines do not count)
+
+
+def _read_header(path: Path, rel: str) -> _Header | None:
     """Header cells of the CSV, or ``None`` for a zero-byte/blank file."""
     try:
         with path.open("rb") as fh:
-            probe = fh.read(HEADER_PROBE_BYTES)
+            probe = fh.read(HEADER_FIRST_BYTES)
+            if b"\n" not in probe:
+                probe += fh.read(HEADER_PROBE_BYTES - len(probe))
     except OSError as exc:
         raise ContractError(rel, f"cannot be read: {exc.strerror or exc}") from None
     if not probe.strip(b"\xef\xbb\xbf \t\r\n"):
         return None
     if b"\x00" in probe:
         raise ContractError(rel, "is not a CSV file: it contains binary data (NUL bytes)")
-    text = probe.decode("utf-8", errors="replace")
-    first_line, newline, _ = text.partition("\n")
-    if not newline and len(probe) == HEADER_PROBE_BYTES:
+    if b"\n" not in probe and len(probe) == HEADER_PROBE_BYTES:
         raise ContractError(rel, "has no line break in its first MiB: not a CSV header")
+    text = probe.decode("utf-8", errors="replace")
+    # Records, not lines: a quoted header cell may hold a line break, and
+    # the reader skips the header the same way.
+    records = csv.reader(io.StringIO(text))
     try:
-        header = next(csv.reader(io.StringIO(first_line)))
-    except (csv.Error, StopIteration):
-        raise ContractError(rel, "the header row is not valid CSV", "line 1") from None
-    return header
+        header = next(records)
+        has_rows = any(record for record in records)
+    except csv.Error:
+        # A record cut by the end of the probe; the reader will judge it.
+        has_rows = True
+    except StopIteration:
+        raise ContractError(rel, "the header row is not valid CSV", "header") from None
+    if "\ufffd" in "".join(header) and b"\xef\xbf\xbd" not in probe:
+        # Kept for the message if a required column then looks missing.
+        header = [_NotUtf8(cell) for cell in header]
+    return _Header(header, has_rows)
+
+
+class _NotUtf8(str):
+    """A header cell whose bytes were not UTF-8 (decoded with U+FFFD)."""
 
 
 def _select_columns(header: list[str], rel: str, warnings: list[str]) -> dict[int, str]:
@@ -145,9 +175,13 @@ def _select_columns(header: list[str], rel: str, warnings: list[str]) -> dict[in
     missing = [c for c in REQUIRED_COLUMNS if c not in seen]
     if missing:
         shown = ", ".join(f"'{c}'" for c in missing)
+        hint = (
+            "; the header is not UTF-8 text (write the file as UTF-8)"
+            if any(isinstance(cell, _NotUtf8) for cell in header) else ""
+        )
         raise ContractError(
             rel,
-            f"missing required column {shown} (accepted spellings of µs: µs, μs, us)",
+            f"missing required column {shown} (accepted spellings of µs: µs, μs, us){hint}",
             "header",
         )
     return selected
@@ -159,30 +193,96 @@ def _read_frame(path: Path, rel: str, header: list[str], selected: dict[int, str
     The reader parses the number columns itself (no text copy of them, no
     cast) unless some cell is not a number; then everything is read as text
     and ``_type_columns`` finds the cell and says where it is.
+
+    The reader is given one column more than the header has: a row with more
+    cells than the header (an unquoted comma shifts every cell after it)
+    fills it, and is reported instead of being read with shifted cells.
     """
-    # Placeholder names make every header cell unique (real headers may
-    # repeat a name or spell it three ways); the selected ones are renamed.
-    placeholders = [f"c{i}" for i in range(len(header))]
-    floats = {placeholders[i]: pl.Float64 for i, name in selected.items() if name in FLOAT_COLUMNS}
+    names = [f"column_{i + 1}" for i in range(len(header) + 1)]
+    beyond = names[-1]
+    text_schema = {name: pl.String for name in names}
+    typed_schema = dict(text_schema)
+    typed_schema.update({names[i]: pl.Float64 for i, name in selected.items() if name in FLOAT_COLUMNS})
     options: dict[str, Any] = dict(
-        columns=[placeholders[i] for i in sorted(selected)],
-        new_columns=placeholders,
-        infer_schema=False,
+        has_header=False,
+        skip_rows=1,  # the header, already read; skip_rows honours quoting
+        columns=[names[i] for i in sorted(selected)] + [beyond],
+        missing_columns="insert",
+        extra_columns="ignore",
+        truncate_ragged_lines=True,
         encoding="utf8-lossy",
         raise_if_empty=False,
-        truncate_ragged_lines=False,
         row_index_name=ROW,
         row_index_offset=1,
     )
     try:
         try:
-            frame = pl.read_csv(path, schema_overrides=floats, **options)
+            frame = pl.read_csv(path, schema=typed_schema, **options)
         except pl.exceptions.ComputeError:
-            frame = pl.read_csv(path, **options)
+            frame = pl.read_csv(path, schema=text_schema, **options)
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ContractError(rel, f"is not a well-formed CSV file: {first[:300]}") from None
-    return frame.rename({placeholders[i]: name for i, name in selected.items()})
+        raise ContractError(rel, _describe_unreadable(path, exc)) from None
+    extra = frame.get_column(beyond).is_not_null()
+    if extra.any():
+        row = frame.filter(extra).get_column(ROW)[0]
+        raise ContractError(
+            rel,
+            f"the row has more cells than the {len(header)} of the header: a cell with an "
+            "unquoted comma, or rows pasted from another file",
+            f"row {row}",
+        )
+    return frame.drop(beyond).rename({names[i]: name for i, name in selected.items()})
+
+
+def _describe_unreadable(path: Path, exc: Exception) -> str:
+    """Why the reader gave up, in a reader's words where the cause is known.
+
+    Only runs when the file could not be read, so it may scan the file once.
+    """
+    quotes = 0
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 23):
+                quotes += chunk.count(b'"')
+    except OSError as err:
+        return f"cannot be read: {err.strerror or err}"
+    if quotes % 2:
+        return "is not a well-formed CSV file: a quoted cell is never closed (the file looks truncated)"
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return f"is not a well-formed CSV file: {first[:300]}"
+
+
+def _bound_text_cells(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.DataFrame:
+    """Keep trace text to sizes a report can carry.
+
+    An op name over ``MAX_NAME_CHARS`` characters is cut there and tagged
+    with a hash of the whole name (so cut names stay distinct). Any other
+    text cell over ``MAX_CELL_BYTES`` is treated as unknown: no real shape,
+    dtype list, call stack or kernel list comes near that size, and the
+    outputs copy some of these cells.
+    """
+    text = [c for c in frame.columns if c != ROW and frame.schema[c] == pl.String]
+    longest = frame.select(pl.col(c).str.len_bytes().max().alias(c) for c in text).row(0, named=True)
+    updates = []
+    for col in text:
+        if (longest[col] or 0) <= (MAX_NAME_CHARS if col == "name" else MAX_CELL_BYTES):
+            continue
+        if col == "name":
+            too_long = pl.col(col).str.len_chars() > MAX_NAME_CHARS
+            tag = pl.col(col).hash().mod(1 << 32).cast(pl.String)
+            fixed = pl.concat_str([pl.col(col).str.slice(0, MAX_NAME_CHARS), pl.lit("… [#"), tag, pl.lit("]")])
+            what = f"longer than {MAX_NAME_CHARS} characters; cut there"
+        else:
+            too_long = pl.col(col).str.len_bytes() > MAX_CELL_BYTES
+            fixed = pl.lit(None, pl.String)
+            what = f"longer than {MAX_CELL_BYTES >> 10} KiB; treated as unknown"
+        rows = frame.filter(too_long).get_column(ROW)
+        if rows.is_empty():
+            continue
+        warnings.append(f"{rel}: {rows.len()} cell(s) of '{col}' are {what} (first at row {rows[0]})")
+        updates.append(pl.when(too_long).then(fixed).otherwise(pl.col(col)).alias(col))
+    return frame.with_columns(updates) if updates else frame
 
 
 def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.DataFrame:
@@ -310,9 +410,11 @@ def _read_json(path: Path, rel: str) -> Any:
 
 def load_metadata(paths: CategoryPaths) -> Metadata:
     rel = paths.rel(paths.metadata)
+    if paths.metadata.exists() and not paths.metadata.is_file():
+        raise ContractError(rel, "is not a regular file")
     if not paths.metadata.is_file():
         raise ContractError(
-            rel, "is missing: the ops CSV exists, so its metadata file is required"
+            rel, "is missing: the ops CSV has rows, so its metadata file is required"
         )
     data = _read_json(paths.metadata, rel)
     if not isinstance(data, dict):
