@@ -157,7 +157,10 @@ def _operation(
         names = structure.kernel_names(call_stack) if call_stack else []
         if not names and cells.kernel_details:
             names = [str(k.get("name")) for k in cells.kernel_details if k.get("name")]
-        return structure.kernel_name_display(names)
+        # A blank name is no kernel; it would show as an empty "Kernel 2: ".
+        names = [name for name in names if display_text(name)]
+        raw, short = structure.kernel_name_display(names)
+        return raw, _as_cell(short)
 
     kernel_name, kernel_trunc = parsed.remember("kernels", stack_key, kernels)
     chain = list(parsed.remember("chain", stack_key[0], lambda: structure.module_chain(call_stack)))
@@ -187,7 +190,7 @@ def _operation(
         },
         "Input Dims": row.get("Input Dims"),
         "Input type": row.get("Input type"),
-        "args": structure.format_args(cells.input_dims or (), cells.input_types or ()),
+        "args": _as_cell(structure.format_args(cells.input_dims or (), cells.input_types or ())),
     }
     if scope == COMPARATIVE:
         t2_ms = row["t2_us"] / 1000.0 if row["t2_us"] is not None else None
@@ -202,7 +205,8 @@ def _operation(
         "cov": _r(row["cov"], 3),
         "high_variance": bool(row["high_variance"]),
         "library": library,
-        "launcher_path": structure.launcher_path(row.get("entry_point"), chain, library),
+        "launcher_path": _as_cell(structure.launcher_path(
+            row.get("entry_point"), [m for m in chain if display_text(m)], library)),
         "kernel_name": kernel_name,
         "kernel_name_trunc": kernel_trunc,
         "module_chain": chain,
@@ -213,6 +217,16 @@ def _operation(
     op["moe"] = _moe_figures(row, cells, category=category, options=options, meta=meta)
     op["ex_uid"] = row.get("ex_UID")
     return op
+
+
+def _as_cell(display: str) -> str:
+    """A display string exactly as a markdown table cell shows it.
+
+    The findings copy ``args``, ``launcher_path`` and ``kernel_name_trunc``
+    into table cells verbatim, and a cell loses its outer blanks: each
+    ``<br>`` line is trimmed here so the JSON and the table say the same.
+    """
+    return "<br>".join(line.strip() for line in display.split("<br>")).strip()
 
 
 def _peak_number(value: float | None) -> float | int | None:

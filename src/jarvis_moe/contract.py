@@ -51,6 +51,9 @@ FLOAT_COLUMNS = (
     "lca_count_trace2",
     "operation_count",
 )
+# Largest magnitude accepted in a number column: 1e15 µs is 31 years, and
+# sums and ratios of such values stay finite.
+MAX_NUMBER = 1e15
 # Columns that can never be negative when present.
 NON_NEGATIVE_COLUMNS = tuple(c for c in FLOAT_COLUMNS if c not in ("delta_us (trace2 - trace1)",))
 TEXT_COLUMNS = (
@@ -87,9 +90,17 @@ def canonical_column(raw: str) -> str:
 # --- metadata -----------------------------------------------------------------
 
 
+# Magnitudes no trace or platform comes near. Outside them a ratio of two
+# inputs can overflow to infinity, which no report can show.
+PLAUSIBLE_MIN = 1e-6
+PLAUSIBLE_MAX = 1e12
+
+
 def _finite(value: float | None) -> float | None:
     if value is not None and not math.isfinite(value):
         raise ValueError("must be a finite number")
+    if value and not PLAUSIBLE_MIN <= abs(value) <= PLAUSIBLE_MAX:
+        raise ValueError(f"must be 0 or between {PLAUSIBLE_MIN:g} and {PLAUSIBLE_MAX:g}")
     return value
 
 

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from jarvis_moe.contract import (
     FLOAT_COLUMNS,
     KNOWN_COLUMNS,
+    MAX_NUMBER,
     NON_NEGATIVE_COLUMNS,
     REQUIRED_COLUMNS,
     TIME_SUM,
@@ -288,8 +289,9 @@ def _bound_text_cells(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.
 def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.DataFrame:
     """Cast number columns; fail on a bad time sum, blank out other bad cells.
 
-    A cell is bad when it holds text that is not a finite number, or a
-    negative number in a column that cannot be negative. Blank cells are
+    A cell is bad when it holds text that is not a finite number, a number
+    beyond ``MAX_NUMBER``, or a negative number in a column that cannot be
+    negative. Blank cells are
     missing, not bad (except in the time sum, which every row needs).
     """
     names = frame.get_column("name").str.strip_chars()
@@ -319,7 +321,7 @@ def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.Data
 
     def bad(col: str) -> pl.Expr:
         value = pl.col(col)
-        out = ~value.is_finite()
+        out = ~value.is_finite() | (value.abs() > MAX_NUMBER)
         if col in NON_NEGATIVE_COLUMNS:
             out = out | (value < 0)
         out = out.fill_null(False)
@@ -342,7 +344,8 @@ def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.Data
         if col == TIME_SUM:
             raise ContractError(
                 rel,
-                f"'{col}' must be a finite, non-negative number of microseconds, got {shown}"
+                f"'{col}' must be a finite, non-negative number of microseconds (at most "
+                f"{MAX_NUMBER:g}), got {shown}"
                 + (f" ({n_bad} rows affected)" if n_bad > 1 else ""),
                 f"row {first[ROW]}, column '{col}'",
             )

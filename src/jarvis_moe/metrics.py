@@ -202,17 +202,17 @@ def op_figures(
     peak = pl.col("peak_tflops")
     lf = lf.with_columns(
         peak_tbs=pl.lit(bw, pl.Float64),
-        tflops=pl.coalesce([_first_float(base, "TFLOPS/s_mean"), gflops / pl.col("mean_us") * 1000.0]),
-        tbs=pl.coalesce([_first_float(base, "TB/s_mean"), mib * 1.048576 / pl.col("mean_us")]),
+        tflops=pl.coalesce([_first_float(base, "TFLOPS/s_mean"), _known(gflops / pl.col("mean_us") * 1000.0)]),
+        tbs=pl.coalesce([_first_float(base, "TB/s_mean"), _known(mib * 1.048576 / pl.col("mean_us"))]),
         fpb=pl.coalesce(
             [_first_float(base, "FLOPS/Byte"),
-             pl.when(mib > 0).then(gflops * 1e9 / (mib * 1048576.0))]
+             pl.when(mib > 0).then(_known(gflops * 1e9 / (mib * 1048576.0)))]
         ),
         # Ideal time of one call at the roofline, microseconds. An op with
         # FLOPs but no compute peak has no roofline: its bandwidth term alone
         # would call a compute-bound op hopelessly slow.
         roofline_us=pl.when(gflops.is_null() | peak.is_not_null()).then(
-            pl.max_horizontal(gflops * 1000.0 / peak, mib * 1.048576 / bw)
+            _known(pl.max_horizontal(gflops * 1000.0 / peak, mib * 1.048576 / bw))
         ),
     )
     bound_col = pl.col("bound_text")
@@ -223,7 +223,7 @@ def op_figures(
         .then(pl.when(pl.col("fpb") >= peak / bw).then(pl.lit("compute")).otherwise(pl.lit("memory"))),
     )
     roofline_first = _first_float(base, "Roofline Time (µs)_first")
-    computed = pl.coalesce([pl.col("roofline_us"), roofline_first]) / pl.col("mean_us") * 100.0
+    computed = _known(pl.coalesce([pl.col("roofline_us"), roofline_first]) / pl.col("mean_us") * 100.0)
     pct = _first_float(base, "Pct Roofline_mean")
     lf = lf.with_columns(
         eff_roofline=pl.coalesce([pct, computed]),
@@ -237,19 +237,29 @@ def op_figures(
         over_100=(pl.col("eff_roofline") > warn_pct).fill_null(False),
         is_anomaly=(pl.col("eff_roofline") > anomaly_pct).fill_null(False),
         time_ms=pl.col("time_us") / 1000.0,
-        pct_category=(pl.col("time_us") / total_us * 100.0) if total_us > 0 else pl.lit(0.0),
-        pct_total=(pl.col("time_us") / 1000.0 / e2e * 100.0) if e2e else pl.lit(None, pl.Float64),
+        pct_category=_known(pl.col("time_us") / total_us * 100.0) if total_us > 0 else pl.lit(0.0),
+        pct_total=_known(pl.col("time_us") / 1000.0 / e2e * 100.0) if e2e else pl.lit(None, pl.Float64),
     )
     std = _first_float(base, "Kernel Time (µs)_std")
     eligible = (pl.col("count") > int(options["variance_min_count"])) & (
         pl.col("pct_total") >= float(options["variance_min_percent_of_total"])
     ).fill_null(False)
-    cov = pl.when(eligible & (pl.col("mean_us") > 0)).then(std / pl.col("mean_us"))
+    cov = pl.when(eligible & (pl.col("mean_us") > 0)).then(_known(std / pl.col("mean_us")))
     lf = lf.with_columns(
         cov=cov,
         high_variance=(cov > float(options["high_variance_cov"])).fill_null(False),
     )
     return lf.drop("bound_text").sort("time_us", descending=True, maintain_order=True).collect(engine=ENGINE)
+
+
+def _known(expr: pl.Expr) -> pl.Expr:
+    """A derived figure, or null where it is NaN or infinite.
+
+    Inputs are finite, but a ratio of them need not be (0/0, a mean of
+    1e-300 µs): such a figure is unknown, and must not be compared, ranked
+    or printed as if it were a number.
+    """
+    return pl.when(expr.is_finite()).then(expr)
 
 
 def _with_library(f: pl.LazyFrame) -> pl.LazyFrame:
@@ -279,8 +289,8 @@ def _efficiency_in_scope(f: pl.LazyFrame, base: pl.DataFrame, scope: str) -> pl.
     delta = _first_float(base, "delta_us (trace2 - trace1)")
     speedup = _first_float(base, "speedup (trace2/trace1)")
     t1 = pl.col("time_us")
-    t2 = pl.coalesce([t1 + delta, t1 * speedup])
-    ratio = pl.when(t1 > 0).then(100.0 * t2 / t1)
+    t2 = _known(pl.coalesce([t1 + delta, t1 * speedup]))
+    ratio = pl.when(t1 > 0).then(_known(100.0 * t2 / t1))
     floor = pl.col("eff_roofline")
     clamped = (ratio < floor).fill_null(False)
     return f.with_columns(
