@@ -156,6 +156,20 @@ def make_dir_at(rel: str) -> Callable[[Path], None]:
     return build
 
 
+def link(rel: str, target: str) -> Callable[[Path], None]:
+    def build(out: Path) -> None:
+        (out / rel).unlink()
+        (out / rel).symlink_to(target)
+    return build
+
+
+def fifo(rel: str) -> Callable[[Path], None]:
+    def build(out: Path) -> None:
+        (out / rel).unlink()
+        os.mkfifo(out / rel)
+    return build
+
+
 def write_file(rel: str, data: bytes | str) -> Callable[[Path], None]:
     def build(out: Path) -> None:
         path = out / rel
@@ -247,6 +261,12 @@ CASES = [
     Case("csv-latin1-header", raw_csv(lambda d: d.decode("utf-8").encode("latin-1", "replace")), "ERROR", CSV,
          "header", "not UTF-8"),
     Case("csv-directory", make_dir_at(CSV), "ERROR", CSV, says="is not a regular file"),
+    Case("csv-link-to-dev-zero", link(CSV, "/dev/zero"), "ERROR", CSV, says="is not a regular file"),
+    Case("csv-dangling-link", link(CSV, "/nonexistent/ops.csv"), "ERROR", CSV, says="is not a regular file"),
+    Case("csv-semicolons", raw_csv(lambda d: d.replace(b",", b";")), "ERROR", CSV, "header",
+         "missing required column 'name'"),
+    Case("csv-two-files-concatenated", raw_csv(lambda d: d + d), "ERROR", CSV, f"row 2, column '{TIME}'",
+         "got 'Kernel Time (µs)_sum'"),
     Case("csv-truncated-in-quoted-cell", raw_csv(lambda d: d[:-200]), "ERROR", CSV, says="looks truncated",
          cli=True),
     Case("csv-truncated-mid-row", raw_csv(lambda d: _header_line(d) + _data_line(d)[:300]), "ERROR", CSV,
@@ -291,6 +311,8 @@ CASES = [
          check=_time_is_unchanged),
     Case("bom", raw_csv(lambda d: b"\xef\xbb\xbf" + d), "OK", warns=False, check=_time_is_unchanged),
     Case("crlf", raw_csv(lambda d: d.replace(b"\n", b"\r\n")), "OK", warns=False, check=_time_is_unchanged),
+    Case("cr-only-line-ends", raw_csv(lambda d: d.replace(b"\n", b"\r")), "OK", warns=False,
+         check=_time_is_unchanged),
     Case("greek-mu", rename_column("(µs)", "(μs)"), "OK", warns=False, check=_time_is_unchanged),
     Case("us-spelling", rename_column("(µs)", "(us)"), "OK", warns=False, check=_time_is_unchanged),
     Case("old-count-column", rename_column("operation_count", "count"), "OK", warns=False,
@@ -312,6 +334,7 @@ CASES = [
     # Metadata: required when the CSV has rows, never guessed.
     Case("metadata-missing", remove(META), "ERROR", META, says="is missing", cli=True),
     Case("metadata-directory", make_dir_at(META), "ERROR", META, says="is not a regular file"),
+    Case("metadata-link-to-dev-zero", link(META, "/dev/zero"), "ERROR", META, says="is not a regular file"),
     Case("metadata-zero-byte", write_file(META, b""), "ERROR", META, "line 1, column 1", "not valid JSON"),
     Case("metadata-truncated", write_file(META, '{"platform": "MI300X", "peak_hbm'), "ERROR", META,
          "line 1", "not valid JSON"),
@@ -353,6 +376,8 @@ CASES = [
     Case("tree-binary", write_file(TREE, bytes(range(256))), "OK", TREE, says="not UTF-8"),
     Case("tree-nested-deep", write_file(TREE, "[" * 100_000 + "]" * 100_000), "OK", TREE, says="nested too deeply"),
     Case("tree-directory", make_dir_at(TREE), "OK", TREE, says="tree data ignored"),
+    Case("tree-link-to-dev-zero", link(TREE, "/dev/zero"), "OK", TREE, says="is not a regular file"),
+    Case("tree-fifo", fifo(TREE), "OK", TREE, says="is not a regular file"),
 ]
 
 MARKUP_NAMES = [
@@ -393,6 +418,8 @@ def snapshot(root: Path) -> dict[str, tuple]:
                 seen[rel] = ("link", os.readlink(path))
             elif path.is_dir():
                 seen[rel] = ("dir",)
+            elif not path.is_file():
+                seen[rel] = ("special", path.stat().st_mtime_ns)
             else:
                 st = path.stat()
                 seen[rel] = ("file", hashlib.sha256(path.read_bytes()).hexdigest(), st.st_mtime_ns)

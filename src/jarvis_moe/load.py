@@ -99,7 +99,7 @@ def load_inputs(paths: CategoryPaths) -> Inputs | None:
     warnings: list[str] = []
     selected = _select_columns(header.cells, rel, warnings)
     metadata = load_metadata(paths)
-    frame = _read_frame(csv_path, rel, header.cells, selected)
+    frame = _read_frame(csv_path, rel, header.cells, selected, header.eol)
     if frame.height == 0:
         return None
     frame = _bound_text_cells(frame, rel, warnings)
@@ -121,6 +121,7 @@ def load_inputs(paths: CategoryPaths) -> Inputs | None:
 class _Header:
     cells: list[str]
     has_rows: bool  # a record follows the header (blank lines do not count)
+    eol: str = "\n"  # "\r" for a file with old Mac line ends only
 
 
 def _read_header(path: Path, rel: str) -> _Header | None:
@@ -128,7 +129,7 @@ def _read_header(path: Path, rel: str) -> _Header | None:
     try:
         with path.open("rb") as fh:
             probe = fh.read(HEADER_FIRST_BYTES)
-            if b"\n" not in probe:
+            if b"\n" not in probe and b"\r" not in probe:
                 probe += fh.read(HEADER_PROBE_BYTES - len(probe))
     except OSError as exc:
         raise ContractError(rel, f"cannot be read: {exc.strerror or exc}") from None
@@ -136,24 +137,26 @@ def _read_header(path: Path, rel: str) -> _Header | None:
         return None
     if b"\x00" in probe:
         raise ContractError(rel, "is not a CSV file: it contains binary data (NUL bytes)")
-    if b"\n" not in probe and len(probe) == HEADER_PROBE_BYTES:
+    if b"\n" not in probe and b"\r" not in probe and len(probe) == HEADER_PROBE_BYTES:
         raise ContractError(rel, "has no line break in its first MiB: not a CSV header")
+    eol = "\r" if b"\n" not in probe and b"\r" in probe else "\n"
     text = probe.decode("utf-8", errors="replace")
     # Records, not lines: a quoted header cell may hold a line break, and
     # the reader skips the header the same way.
-    records = csv.reader(io.StringIO(text))
+    records = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(records)
+    except (csv.Error, StopIteration):
+        raise ContractError(rel, "the header row is not valid CSV", "header") from None
+    try:
         has_rows = any(record for record in records)
     except csv.Error:
         # A record cut by the end of the probe; the reader will judge it.
         has_rows = True
-    except StopIteration:
-        raise ContractError(rel, "the header row is not valid CSV", "header") from None
     if "\ufffd" in "".join(header) and b"\xef\xbf\xbd" not in probe:
         # Kept for the message if a required column then looks missing.
         header = [_NotUtf8(cell) for cell in header]
-    return _Header(header, has_rows)
+    return _Header(header, has_rows, eol)
 
 
 class _NotUtf8(str):
@@ -188,7 +191,9 @@ def _select_columns(header: list[str], rel: str, warnings: list[str]) -> dict[in
     return selected
 
 
-def _read_frame(path: Path, rel: str, header: list[str], selected: dict[int, str]) -> pl.DataFrame:
+def _read_frame(
+    path: Path, rel: str, header: list[str], selected: dict[int, str], eol: str = "\n"
+) -> pl.DataFrame:
     """The selected columns, number columns parsed as floats when they all are.
 
     The reader parses the number columns itself (no text copy of them, no
@@ -211,6 +216,7 @@ def _read_frame(path: Path, rel: str, header: list[str], selected: dict[int, str
         missing_columns="insert",
         extra_columns="ignore",
         truncate_ragged_lines=True,
+        eol_char=eol,
         encoding="utf8-lossy",
         raise_if_empty=False,
         row_index_name=ROW,
@@ -394,6 +400,9 @@ def _drop_duplicate_rows(frame: pl.DataFrame, warnings: list[str]) -> pl.DataFra
 
 
 def _read_json(path: Path, rel: str) -> Any:
+    # A device or a pipe (a link to /dev/zero) would be read forever.
+    if not path.is_file():
+        raise ContractError(rel, "is not a regular file")
     try:
         size = path.stat().st_size
         if size > MAX_JSON_BYTES:
@@ -432,7 +441,7 @@ def load_metadata(paths: CategoryPaths) -> Metadata:
 def load_tree(paths: CategoryPaths, warnings: list[str]) -> dict[str, TreeEntry] | None:
     """The optional tree data; a broken file is a warning, never an error."""
     path = paths.tree_data
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
     rel = paths.rel(path)
     try:
