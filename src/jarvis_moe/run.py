@@ -71,7 +71,7 @@ def _analyse(output_dir: Path, category: str, scope: str, options: Mapping[str, 
     if options.get("roofline_plot"):
         from jarvis_moe import plot
 
-        plot_name = plot.write_roofline(output_dir, category, metrics)
+        plot_name = plot.write_roofline(output_dir, category, _plotted(metrics, options))
     markdown = findings.render_findings(metrics, plot_name=plot_name)
     written = output.write_outputs(output_dir, category, metrics, markdown)
     n = len(metrics["category_findings"])
@@ -80,6 +80,16 @@ def _analyse(output_dir: Path, category: str, scope: str, options: Mapping[str, 
         f"{metrics['percent_of_compute']:.2f}% of GPU time; {n} finding(s)"
     )
     return CategoryResult(Status.OK, message, written, tuple(metrics["warnings"]))
+
+
+def _plotted(metrics: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """The metrics as the roofline plot gets them: the ops of the findings' table.
+
+    Each op is a point and a legend entry: the hundreds a large trace lists
+    take seconds to draw and cannot be told apart.
+    """
+    shown = int(options.get("max_table_ops", 15))
+    return {**metrics, "operations": metrics["operations"][:shown]}
 
 
 def no_data_metrics(category: str, scope: str) -> dict[str, Any]:
