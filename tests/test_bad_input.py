@@ -256,6 +256,9 @@ CASES = [
     Case("csv-header-only-no-metadata", both(raw_csv(_header_line), remove(META)), "NO_DATA"),
     # The CSV is not one.
     Case("csv-binary", write_file(CSV, bytes(range(256)) * 64), "ERROR", CSV, says="binary data", cli=True),
+    Case("csv-no-line-break", write_file(CSV, b"a" * (2 << 20)), "ERROR", CSV, says="no line break in its first MiB"),
+    Case("csv-header-cell-200k", raw_csv(lambda d: b"x" * 200_000 + b"," + d), "ERROR", CSV, "header",
+         "header row is not valid CSV"),
     Case("csv-plain-text", write_file(CSV, "hello\nnot, a, category csv\n"), "ERROR", CSV, "header",
          "missing required column 'name', 'Kernel Time (µs)_sum'"),
     Case("csv-latin1-header", raw_csv(lambda d: d.decode("utf-8").encode("latin-1", "replace")), "ERROR", CSV,
@@ -339,6 +342,8 @@ CASES = [
     Case("metadata-truncated", write_file(META, '{"platform": "MI300X", "peak_hbm'), "ERROR", META,
          "line 1", "not valid JSON"),
     Case("metadata-array", write_file(META, "[708, 5.3]"), "ERROR", META, says="must hold a JSON object, got list"),
+    Case("metadata-over-32mib", write_file(META, b'{"x": "' + b"a" * (33 << 20) + b'"}'), "ERROR", META,
+         says="more than the 33554432 accepted"),
     Case("metadata-not-utf8", write_file(META, '{"platform": "MI300X\xb5"}'.encode("latin-1")), "ERROR", META,
          says="not UTF-8"),
     Case("metadata-nested-deep", write_file(META, "[" * 100_000 + "]" * 100_000), "ERROR", META,
