@@ -30,7 +30,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import SYNTHETIC, read_metrics
+from conftest import GPT_OSS_DECODE, SYNTHETIC, read_metrics
 from conformance.check_findings import check
 from jarvis_moe.run import analyse
 
@@ -51,14 +51,24 @@ MARKER = "jarvis-literal-was-executed"
 # --- building the inputs ------------------------------------------------------
 
 
+def category_of(out: Path) -> str:
+    """The MoE category of a fixture copy (the gpt-oss ones are unfused)."""
+    return "moe_unfused" if out.name == GPT_OSS_DECODE else CAT
+
+
+def at(out: Path, rel: str) -> Path:
+    """``rel`` (written for moe_fused) inside ``out``, for the copy's category."""
+    return out / rel.replace(CAT, category_of(out))
+
+
 def _rows(out: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with (out / CSV).open(encoding="utf-8", newline="") as fh:
+    with at(out, CSV).open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         return list(reader.fieldnames or []), list(reader)
 
 
 def _write_rows(out: Path, header: list[str], rows: list[dict[str, str]]) -> None:
-    with (out / CSV).open("w", encoding="utf-8", newline="") as fh:
+    with at(out, CSV).open("w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=header, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
@@ -98,9 +108,9 @@ def edit_row(n_rows: int, row: int, **cells: str) -> Callable[[Path], None]:
 
 def rename_column(old: str, new: str) -> Callable[[Path], None]:
     def build(out: Path) -> None:
-        text = (out / CSV).read_text(encoding="utf-8")
+        text = at(out, CSV).read_text(encoding="utf-8")
         head, rest = text.split("\n", 1)
-        (out / CSV).write_text(head.replace(old, new) + "\n" + rest, encoding="utf-8")
+        at(out, CSV).write_text(head.replace(old, new) + "\n" + rest, encoding="utf-8")
     return build
 
 
@@ -123,7 +133,7 @@ def add_columns(**cells: str) -> Callable[[Path], None]:
 
 def raw_csv(transform: Callable[[bytes], bytes]) -> Callable[[Path], None]:
     def build(out: Path) -> None:
-        path = out / CSV
+        path = at(out, CSV)
         path.write_bytes(transform(path.read_bytes()))
     return build
 
@@ -137,19 +147,19 @@ def _data_line(data: bytes) -> bytes:
 
 
 def duplicate_header_column(out: Path) -> None:
-    text = (out / CSV).read_text(encoding="utf-8")
+    text = at(out, CSV).read_text(encoding="utf-8")
     head, body = text.split("\n", 1)
     lines = [line + ",999" for line in body.splitlines()]
-    (out / CSV).write_text(head + ",GFLOPS\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    at(out, CSV).write_text(head + ",GFLOPS\n" + "\n".join(lines) + "\n", encoding="utf-8")
 
 
 def remove(rel: str) -> Callable[[Path], None]:
-    return lambda out: (out / rel).unlink()
+    return lambda out: at(out, rel).unlink()
 
 
 def make_dir_at(rel: str) -> Callable[[Path], None]:
     def build(out: Path) -> None:
-        path = out / rel
+        path = at(out, rel)
         if path.exists():
             path.unlink()
         path.mkdir(parents=True)
@@ -158,21 +168,21 @@ def make_dir_at(rel: str) -> Callable[[Path], None]:
 
 def link(rel: str, target: str) -> Callable[[Path], None]:
     def build(out: Path) -> None:
-        (out / rel).unlink()
-        (out / rel).symlink_to(target)
+        at(out, rel).unlink()
+        at(out, rel).symlink_to(target)
     return build
 
 
 def fifo(rel: str) -> Callable[[Path], None]:
     def build(out: Path) -> None:
-        (out / rel).unlink()
-        os.mkfifo(out / rel)
+        at(out, rel).unlink()
+        os.mkfifo(at(out, rel))
     return build
 
 
 def write_file(rel: str, data: bytes | str) -> Callable[[Path], None]:
     def build(out: Path) -> None:
-        path = out / rel
+        path = at(out, rel)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
     return build
@@ -180,9 +190,9 @@ def write_file(rel: str, data: bytes | str) -> Callable[[Path], None]:
 
 def metadata(change: Callable[[dict], None]) -> Callable[[Path], None]:
     def build(out: Path) -> None:
-        data = json.loads((out / META).read_text(encoding="utf-8"))
+        data = json.loads(at(out, META).read_text(encoding="utf-8"))
         change(data)
-        (out / META).write_text(json.dumps(data), encoding="utf-8")
+        at(out, META).write_text(json.dumps(data), encoding="utf-8")
     return build
 
 
@@ -307,7 +317,8 @@ CASES = [
     Case("gflops-text-in-one-row-of-50", edit_row(50, 37, GFLOPS="n/a"), "OK", CSV, "row 37",
          "1 cell(s) of 'GFLOPS'", cli=True, check=_all_50_rows_counted),
     # Shapes of a good file that must keep working.
-    Case("duplicate-rows", raw_csv(lambda d: d + _data_line(d)), "OK", says="rows 2)", check=_time_is_unchanged),
+    Case("duplicate-rows", raw_csv(lambda d: d + _data_line(d)), "OK", where="(rows 2)",
+         says="repeat an earlier row exactly and were ignored", check=_time_is_unchanged),
     Case("unknown-columns", add_columns(**{"my extra": "1", "zzz": "<!--"}), "OK", warns=False,
          check=_time_is_unchanged),
     Case("duplicate-column", duplicate_header_column, "OK", CSV, says="'GFLOPS' appears more than once",
@@ -503,6 +514,30 @@ def test_bad_input_gets_its_documented_outcome(fixture_copy, case: Case):
     assert not (out / MARKER).exists() and not Path(MARKER).exists()
 
 
+@pytest.mark.parametrize("case", _cases())
+def test_same_outcome_on_a_real_unfused_trace(fixture_copy, case: Case):
+    """Every case again on the gpt-oss decode directory (moe_unfused, two ops,
+    its own warnings): the same status and file, nothing else touched."""
+    out = fixture_copy(GPT_OSS_DECODE)
+    cat = category_of(out)
+    case.build(out)
+    before = snapshot(out)
+    result = analyse(out, category=cat, options=NO_PLOT)
+    after = snapshot(out)
+    allowed = {p.replace(CAT, cat) for p in allowed_changes(case.status, plot=False)}
+    assert changed_paths(before, after) <= allowed
+    assert result.status.value == case.status, result.message
+    assert result.exit_code == (2 if case.status == "ERROR" else 0) and not result.internal_error
+    metrics = read_metrics(out, cat)
+    assert metrics["status"] == case.status
+    assert check(out, cat)[1] == []
+    if case.status == "ERROR":
+        assert result.message.startswith(case.file.replace(CAT, cat))
+        assert "Status: ERROR" in at(out, FINDINGS).read_text(encoding="utf-8")
+    if case.status == "OK" and case.says:
+        assert any(case.says in w for w in result.warnings), result.warnings
+
+
 def run_cli(out: Path, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("JARVIS_CONFIG", "JARVIS_DEBUG")}
     return subprocess.run(
@@ -611,11 +646,11 @@ def test_output_symlink_is_replaced_and_its_target_untouched(fixture_copy, tmp_p
 
 def test_rerun_on_fixed_input_replaces_both_error_files(fixture_copy):
     out = fixture_copy(SYNTHETIC)
-    good = (out / META).read_bytes()
-    (out / META).write_text("{broken", encoding="utf-8")
+    good = at(out, META).read_bytes()
+    at(out, META).write_text("{broken", encoding="utf-8")
     assert analyse(out, category=CAT, options=NO_PLOT).status.value == "ERROR"
     assert read_metrics(out, CAT)["status"] == "ERROR"
-    (out / META).write_bytes(good)
+    at(out, META).write_bytes(good)
     before = snapshot(out)
     result = analyse(out, category=CAT, options=NO_PLOT)
     assert result.status.value == "OK", result.message
