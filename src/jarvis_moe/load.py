@@ -297,8 +297,8 @@ def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.Data
 
     A cell is bad when it holds text that is not a finite number, a number
     beyond ``MAX_NUMBER``, or a negative number in a column that cannot be
-    negative. Blank cells are
-    missing, not bad (except in the time sum, which every row needs).
+    negative. Blank cells are missing, not bad (except in the time sum,
+    which every row needs).
     """
     names = frame.get_column("name").str.strip_chars()
     empty_name = names.is_null() | (names == "")
@@ -317,13 +317,9 @@ def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.Data
     unparsed = [c for c, t, n in zip(present, text_nulls, number_nulls) if n > t]
     filled = {}
     if unparsed:
-        stripped = {c: pl.col(c).str.strip_chars() for c in unparsed}
-        numbers = numbers.with_columns(
-            frame.select(stripped[c].cast(pl.Float64, strict=False) for c in unparsed).get_columns()
-        )
-        filled = {
-            c: frame.get_column(c).str.strip_chars().fill_null("").ne("") for c in unparsed
-        }
+        stripped = frame.select(pl.col(c).str.strip_chars() for c in unparsed)
+        numbers = numbers.with_columns(stripped.select(pl.all().cast(pl.Float64, strict=False)).get_columns())
+        filled = {c: stripped.get_column(c).fill_null("").ne("") for c in unparsed}
 
     def bad(col: str) -> pl.Expr:
         value = pl.col(col)
