@@ -177,3 +177,55 @@ def test_output_error_is_the_engines_error_type():
     from jarvis_moe import errors
 
     assert OutputError is errors.OutputError
+
+
+# -- the output directory as the engine's run finds it ------------------------
+
+from conftest import SYNTHETIC  # noqa: E402
+from jarvis_moe.run import analyse  # noqa: E402
+
+
+def test_symlinked_findings_dir_leading_outside_is_refused(fixture_copy, tmp_path):
+    out = fixture_copy(SYNTHETIC)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / "category_findings").symlink_to(elsewhere, target_is_directory=True)
+    result = analyse(out, category="moe_fused", options={"roofline_plot": True})
+    assert result.status.value == "ERROR" and result.exit_code == 2
+    assert "outside the output directory" in result.message
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_symlinked_findings_dir_inside_the_output_dir_is_used(fixture_copy):
+    out = fixture_copy(SYNTHETIC)
+    (out / "reports").mkdir()
+    (out / "category_findings").symlink_to(out / "reports", target_is_directory=True)
+    assert analyse(out, category="moe_fused").status.value == "OK"
+    assert (out / "reports" / "moe_fused_findings.md").is_file()
+
+
+def test_failed_write_creates_no_directory(fixture_copy):
+    out = fixture_copy(SYNTHETIC)
+    (out / "category_data" / "moe_fused_metrics.json").mkdir()
+    result = analyse(out, category="moe_fused")
+    assert result.status.value == "ERROR"
+    assert not (out / "category_findings").exists()
+
+
+def test_output_dir_that_is_a_file_is_named_as_such(tmp_path):
+    target = tmp_path / "not_a_dir"
+    target.write_text("x", encoding="utf-8")
+    result = analyse(target, category="moe_fused")
+    assert result.status.value == "ERROR" and "is not a directory" in result.message
+
+
+def test_a_run_without_a_plot_removes_the_stale_one(fixture_copy):
+    pytest.importorskip("matplotlib")
+    out = fixture_copy(SYNTHETIC)
+    png = out / "category_findings" / "moe_fused_roofline.png"
+    assert analyse(out, category="moe_fused", options={"roofline_plot": True}).status.value == "OK"
+    assert png.is_file()
+    (out / "metadata" / "moe_fused_metadata.json").write_text("{", encoding="utf-8")
+    assert analyse(out, category="moe_fused", options={"roofline_plot": True}).status.value == "ERROR"
+    assert not png.exists()
+    assert "roofline" not in (out / "category_findings" / "moe_fused_findings.md").read_text(encoding="utf-8")

@@ -132,29 +132,68 @@ def check_output_dir(output_dir: Path | str) -> None:
 
     :raises OutputError: the directory is missing or not writable, or
         ``category_data`` / ``category_findings`` exists as something other
-        than a directory.
+        than a directory, or leads outside the output directory.
     """
     root = Path(output_dir)
-    if not root.is_dir():
+    if not root.exists():
         raise OutputError(f"output directory {root} does not exist")
+    if not root.is_dir():
+        raise OutputError(f"output directory {root} is not a directory")
     for name in (DATA_DIR, FINDINGS_DIR):
-        path = root / name
-        if (path.exists() or path.is_symlink()) and not path.is_dir():
-            raise OutputError(f"{path} exists but is not a directory; move it aside and rerun")
+        path = _inside(root, name)
         target = path if path.is_dir() else root
         if not os.access(target, os.W_OK | os.X_OK):
             raise OutputError(f"{target} is not writable")
 
 
-def _output_dir(root: Path, name: str) -> Path:
+def _inside(root: Path, name: str) -> Path:
+    """``root / name``, refused when it is not a directory or leads elsewhere.
+
+    A ``category_findings`` that is a symbolic link to another place would
+    make the run write outside the directory it was given.
+    """
     directory = root / name
     if (directory.exists() or directory.is_symlink()) and not directory.is_dir():
         raise OutputError(f"{directory} exists but is not a directory; move it aside and rerun")
+    if directory.is_symlink():
+        real_root = root.resolve()
+        if not directory.resolve().is_relative_to(real_root):
+            raise OutputError(
+                f"{directory} is a symbolic link to {directory.resolve()}, outside the output "
+                "directory; refusing to write there"
+            )
+    return directory
+
+
+def _output_dir(root: Path, name: str) -> Path:
+    directory = _inside(root, name)
     try:
         directory.mkdir(exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {directory}: {exc.strerror or exc}") from exc
     return directory
+
+
+def output_paths(output_dir: Path | str, category: str) -> tuple[Path, Path]:
+    """The (metrics, findings) paths of a category, checked but not created.
+
+    Every check comes before the first directory or file is created, so a
+    run that cannot write its outputs leaves the output directory as it
+    found it.
+
+    :raises OutputError: as :func:`check_output_dir`, or when a target path
+        is a directory.
+    """
+    root = Path(output_dir)
+    check_output_dir(root)
+    if not re.fullmatch(r"[A-Za-z0-9_]+", category):
+        raise OutputError(f"category name {category!r} is not a plain name")
+    paths = (_inside(root, DATA_DIR) / f"{category}_metrics.json",
+             _inside(root, FINDINGS_DIR) / f"{category}_findings.md")
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            raise OutputError(f"{path} is a directory; move it aside and rerun")
+    return paths
 
 
 def write_outputs(output_dir: Path | str, category: str, metrics: Mapping[str, Any],
@@ -171,22 +210,32 @@ def write_outputs(output_dir: Path | str, category: str, metrics: Mapping[str, A
     :raises OutputError: when a directory or file cannot be written.
     """
     root = Path(output_dir)
-    if not root.is_dir():
-        raise OutputError(f"output directory {root} does not exist")
-    if not re.fullmatch(r"[A-Za-z0-9_]+", category):
-        raise OutputError(f"category name {category!r} is not a plain name")
+    output_paths(root, category)
     payload = metrics_json(metrics)
     # Check against the metrics as they will be read back (NaN already None).
     ensure_findings(markdown, json.loads(payload))
-    data_dir = _output_dir(root, DATA_DIR)
-    findings_dir = _output_dir(root, FINDINGS_DIR)
-    paths = (data_dir / f"{category}_metrics.json", findings_dir / f"{category}_findings.md")
-    for path in paths:
-        if path.is_dir() and not path.is_symlink():
-            raise OutputError(f"{path} is a directory; move it aside and rerun")
+    paths = output_paths(root, category)
+    for name in (DATA_DIR, FINDINGS_DIR):
+        _output_dir(root, name)
     for path, text in zip(paths, (payload, markdown)):
         try:
             write_text_atomic(path, text)
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return paths
+
+
+def remove_stale(path: Path | str) -> None:
+    """Remove an optional output of an earlier run that this run did not write.
+
+    A roofline PNG left from a previous run would contradict findings that
+    no longer link it. A symlink is removed, never followed.
+
+    :raises OutputError: when it exists and cannot be removed.
+    """
+    target = Path(path)
+    if target.is_symlink() or target.is_file():
+        try:
+            target.unlink()
+        except OSError as exc:
+            raise OutputError(f"cannot remove the stale {target}: {exc.strerror or exc}") from exc
