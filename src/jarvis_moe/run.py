@@ -55,7 +55,7 @@ def analyse(
 
 
 def _analyse(output_dir: Path, category: str, scope: str, options: Mapping[str, Any]) -> CategoryResult:
-    from jarvis_moe import findings, output
+    from jarvis_moe import findings
     from jarvis_moe.analysis import build_metrics
     from jarvis_moe.load import CategoryPaths, load_inputs
 
@@ -64,22 +64,42 @@ def _analyse(output_dir: Path, category: str, scope: str, options: Mapping[str, 
     if inputs is None:
         metrics = no_data_metrics(category, scope)
         markdown = findings.render_no_data(category)
-        written = output.write_outputs(output_dir, category, metrics, markdown)
+        written = _write(output_dir, category, metrics, markdown)
         return CategoryResult(Status.NO_DATA, "no MoE operations in this trace", written)
     metrics = build_metrics(inputs, category=category, scope=scope, options=options)
     plot_name = None
     if options.get("roofline_plot"):
+        # The outputs must be writable before the plot is drawn, or a run
+        # that ends in ERROR would leave a new PNG behind.
+        from jarvis_moe.output import output_paths
+
+        output_paths(output_dir, category)
         from jarvis_moe import plot
 
         plot_name = plot.write_roofline(output_dir, category, _plotted(metrics, options))
     markdown = findings.render_findings(metrics, plot_name=plot_name)
-    written = output.write_outputs(output_dir, category, metrics, markdown)
+    written = _write(output_dir, category, metrics, markdown, plot_name)
     n = len(metrics["category_findings"])
     message = (
         f"{metrics['total_time_ms']:.3f} ms in {metrics['operations_total']} signature(s), "
         f"{metrics['percent_of_compute']:.2f}% of GPU time; {n} finding(s)"
     )
     return CategoryResult(Status.OK, message, written, tuple(metrics["warnings"]))
+
+
+def _write(
+    output_dir: Path, category: str, metrics: Mapping[str, Any], markdown: str,
+    plot_name: str | None = None,
+) -> tuple[Path, ...]:
+    """Write both outputs; drop a roofline PNG of an earlier run that this one did not draw."""
+    from jarvis_moe import output
+
+    written = output.write_outputs(output_dir, category, metrics, markdown)
+    plot_path = output_dir / "category_findings" / f"{category}_roofline.png"
+    if plot_name is None:
+        output.remove_stale(plot_path)
+        return written
+    return (*written, plot_path)
 
 
 def _plotted(metrics: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,7 +145,7 @@ def error_metrics(category: str, scope: str, message: str, file: str | None, loc
 def _write_error(
     output_dir: Path, category: str, scope: str, exc: ContractError | None, *, message: str | None = None
 ) -> CategoryResult:
-    from jarvis_moe import findings, output
+    from jarvis_moe import findings
 
     file = exc.file if exc else None
     location = exc.location if exc else None
@@ -134,7 +154,7 @@ def _write_error(
     metrics = error_metrics(category, scope, problem, file, location)
     try:
         markdown = findings.render_error(category, problem, file, location)
-        written = output.write_outputs(output_dir, category, metrics, markdown)
+        written = _write(output_dir, category, metrics, markdown)
     except OutputError as out_exc:
         return CategoryResult(Status.ERROR, f"{text}; and the error outputs could not be written: {out_exc}")
     return CategoryResult(Status.ERROR, text, written)
