@@ -201,3 +201,12 @@ def test_variance_only_for_frequent_ops_with_a_real_share(tmp_path):
     m = read_metrics(out, "moe_fused")
     assert (_op(m, "often")["cov"], _op(m, "often")["high_variance"]) == (1.5, True)
     assert (_op(m, "rare")["cov"], _op(m, "rare")["high_variance"]) == (None, False)
+
+
+def test_a_warning_shared_by_several_ops_is_listed_once(fixture_copy):
+    out = fixture_copy(GPT_OSS_DECODE)
+    analyse(out, category="moe_unfused", scope="standalone")
+    warnings = read_metrics(out, "moe_unfused")["warnings"]
+    substitution = [w for w in warnings if "no matrix_fp4 peak" in w]
+    assert len(substitution) == 1
+    assert "moe_triton_unfused_down" in substitution[0] and "moe_triton_unfused_up" in substitution[0]

@@ -24,6 +24,8 @@ LIMITS = (
     "The real per-expert byte traffic is not measured; bytes come from the pipeline's perf model under uniform routing.",
     "Cache hit rates, bank conflicts, occupancy and shared-memory use are not in the trace.",
 )
+
+
 def _r(value: Any, places: int) -> float | None:
     if value is None:
         return None
@@ -66,10 +68,7 @@ def build_metrics(
     impact_estimates = [dict(records[i], op_index=position.get(i)) for i in capped]
 
     figures_cat = category_figures(figures, meta)
-    warnings = list(inputs.warnings)
-    for op in operations:
-        for w in op["warnings"]:
-            warnings.append(f"{op['display_name']}: {w}")
+    warnings = list(inputs.warnings) + _grouped_op_warnings(operations)
     return {
         "category": category,
         "status": "OK",
@@ -124,6 +123,27 @@ class _ParseCache(dict):
         if key not in self:
             self[key] = compute()
         return self[key]
+
+
+def _grouped_op_warnings(operations: list[dict[str, Any]], shown: int = 3) -> list[str]:
+    """One line per distinct op warning, naming the ops it applies to.
+
+    A precision substitution usually applies to every signature of a trace;
+    repeating it per op would bury the other warnings.
+    """
+    ops_by_warning: dict[str, list[str]] = {}
+    for op in operations:
+        for w in op["warnings"]:
+            names = ops_by_warning.setdefault(w, [])
+            if op["display_name"] not in names:
+                names.append(op["display_name"])
+    lines = []
+    for w, names in ops_by_warning.items():
+        who = ", ".join(names[:shown])
+        if len(names) > shown:
+            who += f" and {len(names) - shown} more"
+        lines.append(f"{who}: {w}")
+    return lines
 
 
 def _estimate_record(r: dict[str, Any], category: str) -> dict[str, Any]:
