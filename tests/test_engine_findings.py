@@ -27,3 +27,13 @@ def test_members_with_the_same_name_and_time_show_their_own_args(tmp_path):
     # rank 1: the 20 % signature (larger gap), rank 2: the 50 % one
     assert "(16,4096) bf16" in blocks[0] and "(512,4096)" not in blocks[0]
     assert "(512,4096) bf16" in blocks[1] and "(16,4096)" not in blocks[1]
+
+
+def test_a_warning_shared_by_ops_appears_once_in_the_findings(fixture_copy):
+    from conftest import GPT_OSS_DECODE
+
+    out = fixture_copy(GPT_OSS_DECODE)
+    assert analyse(out, category="moe_unfused", scope="standalone").status.value == "OK"
+    text = (out / "category_findings" / "moe_unfused_findings.md").read_text(encoding="utf-8")
+    section = text.split("## Warnings", 1)[1].split("\n## ", 1)[0]
+    assert section.count("no matrix\\_fp4 peak") == 1

@@ -372,11 +372,24 @@ def test_engine_outputs_for_the_fixtures_conform(tmp_path, folder, category, sco
     assert verify_findings(text, json.loads(json.dumps(metrics))) == []
 
 
-def test_the_documented_example_is_what_the_writer_produces():
+def documented_example(tmp_path) -> str:
+    """The findings the engine writes for the gpt-oss decode fixture."""
+    import shutil
+
+    from findings_samples import FIXTURES
+    from jarvis_moe.run import analyse
+
+    out = tmp_path / "gpt-oss"
+    shutil.copytree(FIXTURES / "gpt-oss-20b-mi300x-decode-bs32", out)
+    analyse(out, category="moe_unfused", scope="standalone", options={"roofline_plot": False})
+    return (out / "category_findings" / "moe_unfused_findings.md").read_text(encoding="utf-8")
+
+
+def test_the_documented_example_is_what_the_engine_writes(tmp_path):
     from pathlib import Path
 
     doc = (Path(__file__).parents[1] / "docs" / "findings.md").read_text(encoding="utf-8")
-    example = render_findings(gpt_oss_decode(), plot_name="moe_unfused_roofline.png")
+    example = documented_example(tmp_path)
     assert f"````markdown\n{example}````\n" in doc, "regenerate the example in docs/findings.md"
 
 

@@ -7,7 +7,7 @@ number renders as an em dash and a sentence without its number is skipped.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from jarvis_moe.findings_format import (
     DASH, bound_label, dtype_text, efficiency_cell, fmt, fmt_int, fmt_pct, fmt_peak, inline, num,
@@ -302,9 +302,21 @@ def fusion_payoff(metrics: Metrics) -> list[str]:
     return lines
 
 
-def _op_warnings(op: Mapping[str, Any], anomaly_pct: float) -> list[str]:
+def _op_warnings(op: Mapping[str, Any], anomaly_pct: float, stated: Sequence[str]) -> list[str]:
+    """The op's warnings not already in ``stated`` (the metrics' own list).
+
+    The engine lists each op warning in ``warnings[]`` too, once for all the
+    ops it applies to; the efficiency fields are the fallback for metrics
+    that carry no per-op warning list.
+    """
     eff = op.get("efficiency") or {}
     name = op_label(op, 60)
+    own = [raw_inline(w) for w in op.get("warnings") or []]
+    if own:
+        out = [f"{name}: {w}" for w in own if not any(s.endswith(w) for s in stated)]
+        if op.get("high_variance"):
+            out.append(f"{name}: kernel time varies strongly across calls (cov {fmt(op.get('cov'))}).")
+        return out
     out = []
     if eff.get("warning"):
         out.append(f"{name}: {raw_inline(eff['warning'])}")
@@ -318,7 +330,6 @@ def _op_warnings(op: Mapping[str, Any], anomaly_pct: float) -> list[str]:
                    "is kept out of quantified impact.")
     if op.get("high_variance"):
         out.append(f"{name}: kernel time varies strongly across calls (cov {fmt(op.get('cov'))}).")
-    out += [f"{name}: {raw_inline(w)}" for w in op.get("warnings") or []]
     return out
 
 
@@ -326,8 +337,9 @@ def warnings(metrics: Metrics) -> list[str]:
     """Precision substitutions, anomalies, clamps and data warnings."""
     anomaly_pct = num((metrics.get("options") or {}).get("anomaly_pct")) or 110.0
     items = [raw_inline(w) for w in metrics.get("warnings") or []]
+    stated = list(items)
     for op in _ops(metrics):
-        items += _op_warnings(op, anomaly_pct)
+        items += _op_warnings(op, anomaly_pct, stated)
     unique = list(dict.fromkeys(items))
     body = [f"- {item}" if item.endswith((".", "!", "?")) else f"- {item}." for item in unique]
     return ["## Warnings", ""] + (body or ["No warnings."])
