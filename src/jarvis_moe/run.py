@@ -7,6 +7,7 @@ outputs (when they can still be written) and exit 1.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -47,7 +48,7 @@ def analyse(
         return CategoryResult(Status.ERROR, str(exc))
     except Exception as exc:  # a bug: report it, keep the host alive
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        if "JARVIS_DEBUG" in __import__("os").environ:
+        if os.environ.get("JARVIS_DEBUG"):  # same switch as the host
             traceback.print_exc(file=sys.stderr)
         message = f"internal error in the {category} analyser: {detail}"
         result = _write_error(output_dir, category, scope, None, message=message)
