@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from jarvis_moe import __version__, plugin
-from jarvis_moe.host.category import SCOPES
-from jarvis_moe.host.cli import USER_ERRORS
+from jarvis_moe.host.cli import USER_ERRORS, add_config_option, add_scope_option
 from jarvis_moe.host.config import load_settings
 from jarvis_moe.host.plugins import PluginInfo, load_registry
 from jarvis_moe.host.runner import report, run_categories
@@ -39,10 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="analysis output directory written by the pipeline")
     parser.add_argument("--category", choices=CATEGORIES, default=CATEGORIES[0],
                         help="category to analyse (default: %(default)s)")
-    parser.add_argument("--comparison-scope", choices=SCOPES,
-                        help="override the scope recorded in category_data/category_manifest.json")
-    parser.add_argument("--config", type=Path, metavar="PATH",
-                        help="user config TOML (default: $JARVIS_CONFIG, else ./jarvis.toml when present)")
+    add_scope_option(parser)
+    add_config_option(parser)
     parser.add_argument("--version", action="version", version=f"jarvis-moe {__version__}")
     return parser
 

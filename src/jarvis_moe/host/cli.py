@@ -100,7 +100,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return report(outcomes)
 
 
-def _add_config_option(parser: argparse.ArgumentParser) -> None:
+def add_scope_option(parser: argparse.ArgumentParser) -> None:
+    """``--comparison-scope``, shared with the per-category drop-in."""
+    parser.add_argument("--comparison-scope", choices=SCOPES,
+                        help="override the scope recorded in category_data/category_manifest.json")
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """``--config``, shared with the per-category drop-in."""
     parser.add_argument(
         "--config", type=Path, metavar="PATH",
         help="user config TOML (default: $JARVIS_CONFIG, else ./jarvis.toml when present)",
@@ -127,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "enabled state, inputs and outputs, sorted by name.",
     )
     listing.add_argument("--json", action="store_true", help="print a JSON array instead of text")
-    _add_config_option(listing)
+    add_config_option(listing)
     listing.set_defaults(handler=_cmd_categories)
 
     run = commands.add_parser(
@@ -141,9 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="analysis output directory written by the pipeline")
     run.add_argument("--category", action="append", metavar="NAME",
                      help="run only this category (repeat for several)")
-    run.add_argument("--comparison-scope", choices=SCOPES,
-                     help="override the scope recorded in category_data/category_manifest.json")
-    _add_config_option(run)
+    add_scope_option(run)
+    add_config_option(run)
     run.set_defaults(handler=_cmd_run)
     return parser
 
