@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
 import subprocess
@@ -301,6 +300,8 @@ CASES = [
          f"row 37, column '{TIME}'", "got 'n/a'"),
     Case("time-beyond-1e15", edit(**{TIME: "1e16"}), "ERROR", CSV, f"row 1, column '{TIME}'", "at most 1e+15"),
     Case("name-empty", edit(name="  "), "ERROR", CSV, "row 1, column 'name'", "op name is empty"),
+    Case("name-control-characters-only", edit(name="\x08\x07 "), "ERROR", CSV, "row 1, column 'name'",
+         "op name is empty (or only control characters)"),
     # Other number columns: the cell is missing for that row, with a warning.
     Case("gflops-text", edit(GFLOPS="n/a"), "OK", CSV, "row 1", "'GFLOPS' are not usable numbers"),
     Case("gflops-nan", edit(GFLOPS="nan"), "OK", CSV, "row 1", "'GFLOPS' are not usable numbers"),
@@ -450,6 +451,9 @@ def allowed_changes(status: str, plot: bool) -> set[str]:
     allowed = {METRICS, FINDINGS, "category_findings", "category_data"}
     if status == "OK" and plot:
         allowed.add(PLOT)
+    if status == "OK":
+        # The replay artifact of slow ops: declared outputs of the category.
+        allowed |= {f"category_data/{CAT}_replay.json", f"category_findings/{CAT}_replay.py"}
     return allowed
 
 

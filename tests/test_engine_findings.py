@@ -29,11 +29,12 @@ def test_members_with_the_same_name_and_time_show_their_own_args(tmp_path):
     assert "(512,4096) bf16" in blocks[1] and "(16,4096)" not in blocks[1]
 
 
-def test_a_warning_shared_by_ops_appears_once_in_the_findings(fixture_copy):
+def test_the_fp4_substitution_is_said_once_and_not_on_stderr(fixture_copy, capsys):
     from conftest import GPT_OSS_DECODE
+    from jarvis_moe.host.cli import main
 
     out = fixture_copy(GPT_OSS_DECODE)
-    assert analyse(out, category="moe_unfused", scope="standalone").status.value == "OK"
+    assert main(["run", str(out), "--category", "moe_unfused"]) == 0
     text = (out / "category_findings" / "moe_unfused_findings.md").read_text(encoding="utf-8")
-    section = text.split("## Warnings", 1)[1].split("\n## ", 1)[0]
-    assert section.count("no matrix\\_fp4 peak") == 1
+    assert text.count("has no fp4 matrix peak") == 1
+    assert "fp4" not in capsys.readouterr().err

@@ -2,8 +2,8 @@
 
 Number columns are parsed by the CSV reader unless a cell is not a number;
 repeated rows are found through a hash of their short cells; kernel names and
-token counts come from their second source only where the first is missing;
-the figures carry no long text, only each row's position in the input.
+token counts come from their second source where the first is missing; the
+figures carry no long text, only each row's position in the input.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import pytest
 
 from conftest import SYNTHETIC, read_metrics
 from csvbuild import write_output_dir
-from jarvis_moe.load import CategoryPaths, load_inputs
-from jarvis_moe.metrics import POSITION, op_figures
-from jarvis_moe.plugin import default_options
+from jarvis_moe.engine.contract import CategoryPaths
+from jarvis_moe.engine.figures import POSITION, op_figures
+from jarvis_moe.engine.load import load_inputs
+from jarvis_moe.manifest import default_options
 from jarvis_moe.run import analyse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -78,13 +79,14 @@ def test_rows_differing_only_in_a_long_cell_are_both_kept(tmp_path):
     assert inputs.warnings == ["1 row(s) repeat an earlier row exactly and were ignored (rows 3)"]
 
 
-def test_kernel_names_fall_back_to_the_last_call_stack_frame(tmp_path):
-    rows = [_row(), _row(ex_UID="2", kernel_details_summary="[]"), _row(ex_UID="3", kernel_details_summary="")]
+def test_kernel_names_come_from_the_call_stack_else_from_the_details(tmp_path):
+    rows = [_row(), _row(ex_UID="2", kernel_details_summary="[]"), _row(ex_UID="3", call_stack_full=""),
+            _row(ex_UID="4", call_stack_full="[]")]
     inputs = _load(write_output_dir(tmp_path, rows))
     figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=default_options("moe_fused"))
     by_uid = dict(zip(inputs.frame.get_column("ex_UID")[figures.get_column(POSITION)], figures.get_column("library")))
-    # Details name an AITER kernel; the stack's last frame a Triton MoE kernel.
-    assert by_uid == {"1": "AITER", "2": "Triton", "3": "Triton"}
+    # The stack's last frame is a Triton MoE kernel; the details name an AITER one.
+    assert by_uid == {"1": "Triton", "2": "Triton", "3": "AITER", "4": "AITER"}
 
 
 def test_token_counts_fall_back_to_input_dims(tmp_path):
@@ -112,7 +114,7 @@ def test_benchmark_input_of_200_rows_runs_with_bounded_outputs(tmp_path):
     assert metrics["operations_total"] == 200
     assert len(metrics["operations"]) <= 20 + sum(len(f["members"]) for f in metrics["category_findings"])
     assert len(metrics["impact_estimates"]) <= 20
-    chains = [op for op in metrics["operations"] if "call_chain" in op]
+    chains = [op for op in metrics["operations"] if op.get("call_chain") is not None]
     assert len(chains) <= options["max_call_chain_ops"]
     findings = tmp_path / "category_findings" / "moe_fused_findings.md"
     assert findings.stat().st_size < bench_scale.MAX_FINDINGS_BYTES
@@ -129,7 +131,7 @@ def test_benchmark_builder_writes_distinct_signatures(tmp_path, rows):
 
 
 def test_roofline_plot_gets_only_the_ops_of_the_findings_table(tmp_path, monkeypatch):
-    from jarvis_moe import plot
+    from jarvis_moe.findings import plot
 
     drawn = []
     monkeypatch.setattr(plot, "write_roofline", lambda out, cat, metrics: drawn.append(metrics) or None)

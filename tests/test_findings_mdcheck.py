@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from findings_samples import gpt_oss_decode, heuristic_sample, mixtral_comparative, no_data
-from jarvis_moe.findings import render_findings
-from jarvis_moe.mdcheck import FindingsContractError, ensure_findings, split_cells, verify_findings
-from jarvis_moe.output import write_outputs
+from jarvis_moe.findings import render
+from jarvis_moe.findings.check import FindingsContractError, ensure_findings, split_cells, verify_findings
+from jarvis_moe.metrics import to_json_data
+from jarvis_moe.run import analyse
+from samples import GPT_OSS_DECODE, REAL_H200, SYNTHETIC_VS, fixture_metrics, no_data
 
 
 @pytest.fixture
 def sample():
-    metrics = gpt_oss_decode()
-    return metrics, render_findings(metrics)
+    metrics = fixture_metrics(GPT_OSS_DECODE)
+    return to_json_data(metrics), render(metrics)
 
 
 def problems(text, metrics):
@@ -24,35 +25,35 @@ def problems(text, metrics):
 
 def test_an_injected_heading_is_rejected(sample):
     metrics, text = sample
-    text = text.replace("## Warnings\n", "## Warnings\n\n### P9: forged\n")
+    text = text.replace("## Operations\n", "## Operations\n\n### P9: forged\n")
     assert "unexpected level-3 heading" in problems(text, metrics)
 
 
 def test_an_unknown_section_is_rejected(sample):
     metrics, text = sample
-    assert "unknown section" in problems(text.replace("## Warnings", "## Notes"), metrics)
+    assert "unknown section" in problems(text.replace("## Operations", "## Notes"), metrics)
 
 
 def test_a_setext_heading_is_rejected(sample):
     metrics, text = sample
-    forged = text.replace("## Warnings\n\n", "## Warnings\n\nforged\n===\n\n")
+    forged = text.replace("## Operations\n\n", "## Operations\n\nforged\n===\n\n")
     assert "setext heading" in problems(forged, metrics)
 
 
 def test_html_other_than_markers_and_br_is_rejected(sample):
     metrics, text = sample
-    assert "inline HTML" in problems(text.replace("Status: OK.", "Status: <b>OK</b>."), metrics)
-    assert "not a marker" in problems(text.replace("## Warnings\n", "## Warnings\n\n<div>x</div>\n"), metrics)
+    assert "inline HTML" in problems(text.replace("- MoE time:", "- MoE <b>time</b>:"), metrics)
+    assert "not a marker" in problems(text.replace("## Operations\n", "## Operations\n\n<div>x</div>\n"), metrics)
 
 
 def test_an_unbalanced_comment_is_rejected(sample):
     metrics, text = sample
-    assert "comment" in problems(text.replace("Status: OK.", "Status: OK. <!-- open"), metrics)
+    assert "comment" in problems(text.replace("- MoE time:", "- MoE time <!-- open:"), metrics)
 
 
 def test_a_marker_outside_a_card_is_rejected(sample):
     metrics, text = sample
-    forged = text.replace("## Warnings\n", "## Warnings\n\n<!-- impact-end -->\n")
+    forged = text.replace("## Operations\n", "## Operations\n\n<!-- impact-end -->\n")
     assert "outside a card" in problems(forged, metrics)
 
 
@@ -60,12 +61,12 @@ def test_a_marker_that_disagrees_with_the_metrics_is_rejected(sample):
     metrics, text = sample
     assert "differs from impact_score" in problems(text.replace("mid=25.11", "mid=99.00"), metrics)
     assert "differs from impact_score_high" in problems(
-        text.replace("detail_estimate low=21.53 high=28.70", "detail_estimate low=21.53 high=1.00"), metrics)
+        text.replace("detail_estimate low=21.52 high=28.70", "detail_estimate low=21.52 high=1.00"), metrics)
 
 
 def test_a_row_with_an_unescaped_pipe_is_rejected(sample):
     metrics, text = sample
-    broken = text.replace("| 3.762 | 35.02 |", "| 3.762 | a|b | 35.02 |")
+    broken = text.replace("| 3.762 | 35.02 | 24 |", "| 3.762 | a|b | 35.02 | 24 |")
     assert "table row has" in problems(broken, metrics)
 
 
@@ -77,26 +78,27 @@ def test_a_missing_card_is_rejected(sample):
 
 
 def test_host_sections_out_of_order_are_rejected(sample):
-    metrics, _ = sample
-    empty = dict(metrics, category_findings=[])
-    text = render_findings(empty)
+    empty_model = fixture_metrics(GPT_OSS_DECODE).model_copy(update={"category_findings": []})
+    empty = to_json_data(empty_model)
+    text = render(empty_model)
     swapped = text.replace("## Recommendations\n\n## Detailed Analysis\n", "## Detailed Analysis\n\n## Recommendations\n")
     assert "last sections" in problems(swapped, empty)
-    trailing = text + "\n## Warnings\n"
+    trailing = text + "\n## Operations\n"
     assert "last sections" in problems(trailing, empty)
 
 
 def test_a_heuristic_card_without_its_warning_is_rejected():
-    metrics = heuristic_sample()
-    text = render_findings(metrics)
+    model = fixture_metrics(REAL_H200)
+    assert any(f.estimate_method == "heuristic" for f in model.category_findings)
+    text = render(model)
     broken = "\n".join(line for line in text.splitlines() if not line.startswith("> **Warning"))
-    assert "Warning — estimated" in problems(broken, metrics)
+    assert "Warning — estimated" in problems(broken, to_json_data(model))
 
 
 def test_comparative_blocks_need_the_comparative_columns():
-    metrics = mixtral_comparative()
-    text = render_findings(metrics).replace("| Args (T1) |", "| Args |")
-    assert "Data table header" in problems(text, metrics)
+    model = fixture_metrics(SYNTHETIC_VS, "comparative")
+    text = render(model).replace("| Args (T1) |", "| Args |")
+    assert "Data table header" in problems(text, to_json_data(model))
 
 
 def test_data_cells_must_be_verbatim(sample):
@@ -107,9 +109,8 @@ def test_data_cells_must_be_verbatim(sample):
 
 
 def test_findings_in_a_no_data_file_are_rejected():
-    metrics = no_data()
-    text = render_findings(gpt_oss_decode())
-    assert problems(text, metrics)
+    text = render(fixture_metrics(GPT_OSS_DECODE))
+    assert problems(text, to_json_data(no_data()))
 
 
 def test_split_cells_keeps_escaped_pipes():
@@ -120,14 +121,22 @@ def test_split_cells_keeps_escaped_pipes():
 def test_ensure_raises_with_every_problem(sample):
     metrics, text = sample
     with pytest.raises(FindingsContractError) as info:
-        ensure_findings(text.replace("mid=25.11", "mid=0.00").replace("## Warnings", "## Notes"), metrics)
+        ensure_findings(text.replace("mid=25.11", "mid=0.00").replace("## Operations", "## Notes"), metrics)
     assert len(info.value.problems) == 2
     assert "breaks the findings format" in str(info.value)
 
 
-def test_the_writer_refuses_a_broken_file_and_writes_nothing(tmp_path, sample):
-    metrics, text = sample
-    with pytest.raises(FindingsContractError):
-        write_outputs(tmp_path, "moe_unfused", metrics, text.replace("mid=25.11", "mid=0.00"))
-    assert not (tmp_path / "category_data").exists()
-    assert not (tmp_path / "category_findings").exists()
+def test_a_run_whose_page_breaks_the_contract_writes_nothing(tmp_path, monkeypatch):
+    import shutil
+
+    from samples import FIXTURES
+
+    out = tmp_path / GPT_OSS_DECODE
+    shutil.copytree(FIXTURES / GPT_OSS_DECODE, out)
+    monkeypatch.setattr("jarvis_moe.findings.cards._score", lambda value: "0.00")
+    result = analyse(out, category="moe_unfused", options={"roofline_plot": False})
+    assert result.status.value == "ERROR" and result.internal_error
+    assert "breaks the findings format" in result.message
+    assert not (out / "category_findings" / "moe_unfused_findings.md").exists() or \
+        "Status: ERROR" in (out / "category_findings" / "moe_unfused_findings.md").read_text(encoding="utf-8")
+    assert not (out / "category_data" / "moe_unfused_replay.json").exists()

@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
 
-from findings_samples import hostile, write_and_check
-from jarvis_moe.findings import render_findings
-from jarvis_moe.mdcheck import verify_findings
+from jarvis_moe.findings import render
+from jarvis_moe.findings.check import verify_findings
+from jarvis_moe.metrics import to_json_data
+from samples import hostile, write_and_check
 
 HOSTILE = [
     "a|b|c",
@@ -38,8 +39,6 @@ HOSTILE = [
     "\u2028### P9: line separator",
     "tab\there\x0bvertical\x0cform\x1cfile",
     "|",
-    "",
-    "   ",
     "- list\n> quote\n1. item\n===",
     "> **Warning — estimated:** forged",
     "$x^2$ and \\(math\\)",
@@ -48,7 +47,7 @@ HOSTILE = [
 
 ALLOWED_HEADINGS = re.compile(
     r"(h1:MoE Analysis Summary|h2:(Overview|Operations|Routing and Load Balance|MoE Layer Structure|"
-    r"Fusion Payoff|Warnings|Optimisation Paths|What This Trace Cannot Show|Recommendations|"
+    r"Warnings|Optimisation Paths|What This Trace Cannot Show|Recommendations|"
     r"Detailed Analysis)|h3:P\d+: .*|h4:P\d+: .*)"
 )
 MARKER = re.compile(r"<!-- (impact-begin kind=(p_item|detail_estimate) low=\S+ (mid=\S+ )?high=\S+|"
@@ -79,9 +78,9 @@ def one_line(raw: str) -> str:
 
 
 def assert_safe(tmp_path, metrics) -> str:
-    text = render_findings(metrics)
+    text = render(metrics)
     assert structure_problems(text) == []
-    assert verify_findings(text, metrics) == []
+    assert verify_findings(text, to_json_data(metrics)) == []
     assert write_and_check(tmp_path, metrics) == []
     return text
 
@@ -91,7 +90,8 @@ def assert_safe(tmp_path, metrics) -> str:
 def test_hostile_names_cannot_change_structure(tmp_path, name, form):
     metrics = hostile(name, comparative=form == "comparative", heuristic=form == "heuristic")
     text = assert_safe(tmp_path, metrics)
-    expected = 1 if metrics["category_findings"] else 0
+    expected = 1 if metrics.category_findings else 0
+    assert expected == 1
     assert len(re.findall(r"(?m)^### P\d+", text)) == expected
     # Per card: p_item begin and end, reasoning-candidate, detail begin and end.
     assert text.count("<!--") == text.count("-->") == 5 * expected
@@ -107,42 +107,51 @@ def test_hostile_kernel_path_and_args_cannot_change_structure(tmp_path, name):
 def test_readers_see_the_same_characters(name):
     """Rendered HTML holds the name as text, in the reader tables and sentences."""
     metrics = hostile(name)
-    html = MarkdownIt("commonmark").enable("table").render(render_findings(metrics))
+    html = MarkdownIt("commonmark").enable("table").render(render(metrics))
     shown = escapeHtml(one_line(name))
-    # Operations table cell, routing paragraph, warnings list.
+    # Operations table cell, routing paragraph, Data table cell.
     assert html.count(shown) >= 3
 
 
 def test_data_cells_escape_only_the_pipe():
-    metrics = hostile("op|with*stars_and_`ticks`", kernel="k|n", path="a > b", args="(1,2) bf16")
-    text = render_findings(metrics)
-    assert "| op\\|with*stars_and_`ticks` | (1,2) bf16 | a &gt; b | k\\|n |" in text
+    metrics = hostile("op|with*stars_and_`ticks`", kernel="k|n", path="a > b", args="x*y")
+    text = render(metrics)
+    assert "| op\\|with*stars_and_`ticks` | (16,4096) x*y<br>" in text
+    assert "| a &gt; b | k\\|n |" in text
 
 
 def test_titles_are_one_line_and_escaped():
     metrics = hostile("evil\n### P9: x *y*", heuristic=True)
-    text = render_findings(metrics)
+    text = render(metrics)
     title = next(line for line in text.splitlines() if line.startswith("### P1"))
-    assert title.startswith("### P1: Unmodelled MoE op evil \\#\\#\\# P9: x \\*y\\* at ")
+    assert title.startswith("### P1: MoE op evil \\#\\#\\# P9: x \\*y\\* without a roofline figure at ")
     assert sum(1 for line in text.splitlines() if line.startswith("### ")) == 1
+
+
+def test_identifiers_read_as_code_spans():
+    metrics = hostile("pseudo_op::moe_aiter_fused_1stage")
+    text = render(metrics)
+    assert "`pseudo_op::moe_aiter_fused_1stage`" in text
+    assert "pseudo\\_op" not in text
 
 
 def test_raw_strings_stay_unaltered_in_the_metrics(tmp_path):
     import json
 
-    name = "a|b\n<!-- x -->"
+    name = "a|b\t<!-- x -->"
     metrics = hostile(name)
     write_and_check(tmp_path, metrics)
     saved = json.loads((tmp_path / "category_data" / "moe_fused_metrics.json").read_text(encoding="utf-8"))
     assert saved["operations"][0]["name"] == name
-    assert saved["operations"][0]["call_chain"] == [f"nn.Module: {name}", name]
+    assert saved["operations"][0]["call_chain"] == [f"nn.Module: {name}", "nn.Module: DecoderLayer", name, name]
 
 
 # Plain random text, and text built from the pieces markdown and the markers
 # are made of, which random text rarely hits.
 PIECES = list("|\\<>!-#*_`[]()&;:\n\r \t~=+.1P$\u2028\x85") + [
     "<!--", "-->", "### P9:", "&lt;", "\\|", "## Recommendations", "<br>"]
-names = st.one_of(st.text(max_size=80), st.lists(st.sampled_from(PIECES), max_size=25).map("".join))
+names = st.one_of(st.text(max_size=80), st.lists(st.sampled_from(PIECES), max_size=25).map("".join)).filter(
+    lambda n: one_line(n) and "\x00" not in n)  # a name that shows as nothing is bad input
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -9,10 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from findings_samples import error_metrics, gpt_oss_decode, mixtral_standalone, write_and_check
 from jarvis_moe import output
-from jarvis_moe.findings import render_findings
-from jarvis_moe.output import OutputError, json_safe, write_outputs, write_text_atomic
+from jarvis_moe.findings import render
+from jarvis_moe.metrics import METRICS_ADAPTER
+from jarvis_moe.output import OutputError, metrics_json, write_outputs, write_text_atomic
+from samples import GPT_OSS_DECODE, SYNTHETIC, error_metrics, fixture_metrics, write_and_check
+
+
+def both(metrics) -> list[tuple[str, bytes]]:
+    """The two standard outputs of ``metrics``, as the run writes them."""
+    return [(f"category_data/{metrics.category}_metrics.json", metrics_json(metrics).encode()),
+            (f"category_findings/{metrics.category}_findings.md", render(metrics).encode())]
+
+
+def mixtral_standalone():
+    return fixture_metrics(SYNTHETIC)
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -61,12 +72,12 @@ def test_new_files_are_readable_by_others(tmp_path):
 
 
 def test_write_outputs_writes_json_and_markdown(tmp_path):
-    metrics = gpt_oss_decode()
-    markdown = render_findings(metrics)
-    js, md = write_outputs(tmp_path, "moe_unfused", metrics, markdown)
+    metrics = fixture_metrics(GPT_OSS_DECODE)
+    markdown = render(metrics)
+    js, md = write_outputs(tmp_path, both(metrics))
     assert js == tmp_path / "category_data" / "moe_unfused_metrics.json"
     assert md == tmp_path / "category_findings" / "moe_unfused_findings.md"
-    assert json.loads(js.read_text(encoding="utf-8")) == metrics
+    assert METRICS_ADAPTER.validate_json(js.read_text(encoding="utf-8")) == metrics
     assert md.read_text(encoding="utf-8") == markdown
     assert js.read_text(encoding="utf-8").startswith('{\n  "category": "moe_unfused"')
     assert leftovers(js.parent) == leftovers(md.parent) == []
@@ -74,33 +85,27 @@ def test_write_outputs_writes_json_and_markdown(tmp_path):
 
 def test_json_keeps_non_ascii_text(tmp_path):
     metrics = error_metrics()
-    js, _ = write_outputs(tmp_path, "moe_fused", metrics, render_findings(metrics))
+    js, _ = write_outputs(tmp_path, both(metrics))
     assert "µs" in js.read_text(encoding="utf-8")
 
 
-def test_nan_and_infinity_become_null(tmp_path):
+def test_nan_and_infinity_become_null():
     metrics = mixtral_standalone()
-    metrics["operations"][0]["cov"] = math.nan
-    metrics["category_specific"]["peak_maf_tflops"] = math.inf
-    js, _ = write_outputs(tmp_path, "moe_fused", metrics, render_findings(metrics))
-    text = js.read_text(encoding="utf-8")
+    op = metrics.operations[0].model_copy(update={"cov": math.nan})
+    spec = metrics.category_specific.model_copy(update={"peak_maf_tflops": math.inf})
+    broken = metrics.model_copy(update={"operations": [op], "category_specific": spec})
+    text = metrics_json(broken)
     assert "NaN" not in text and "Infinity" not in text
     saved = json.loads(text)
     assert saved["operations"][0]["cov"] is None
     assert saved["category_specific"]["peak_maf_tflops"] is None
-    assert math.isnan(metrics["operations"][0]["cov"])  # the caller's dict is untouched
 
 
-def test_json_safe_handles_nested_containers():
-    assert json_safe({"a": [1.0, float("nan"), (float("-inf"),)]}) == {"a": [1.0, None, [None]]}
-
-
-def test_values_that_are_not_json_fail_loudly(tmp_path):
+def test_values_that_are_not_json_fail_loudly():
     metrics = mixtral_standalone()
-    metrics["options"]["path"] = Path("/x")
+    broken = metrics.model_copy(update={"options": {**metrics.options, "odd": object()}})
     with pytest.raises(OutputError, match="cannot be written as JSON"):
-        write_outputs(tmp_path, "moe_fused", metrics, render_findings(metrics))
-    assert not (tmp_path / "category_data").exists()
+        metrics_json(broken)
 
 
 @pytest.mark.parametrize("blocked", ["category_findings", "category_data"])
@@ -108,7 +113,7 @@ def test_an_output_dir_that_is_a_file_is_reported_and_nothing_is_written(tmp_pat
     (tmp_path / blocked).write_text("not a directory", encoding="utf-8")
     metrics = mixtral_standalone()
     with pytest.raises(OutputError, match="is not a directory"):
-        write_outputs(tmp_path, "moe_fused", metrics, render_findings(metrics))
+        write_outputs(tmp_path, both(metrics))
     other = "category_data" if blocked == "category_findings" else "category_findings"
     assert not (tmp_path / other / "moe_fused_metrics.json").exists()
     assert not (tmp_path / other / "moe_fused_findings.md").exists()
@@ -118,30 +123,32 @@ def test_a_target_that_is_a_directory_is_reported(tmp_path):
     (tmp_path / "category_findings" / "moe_fused_findings.md").mkdir(parents=True)
     metrics = mixtral_standalone()
     with pytest.raises(OutputError, match="is a directory"):
-        write_outputs(tmp_path, "moe_fused", metrics, render_findings(metrics))
+        write_outputs(tmp_path, both(metrics))
     assert not (tmp_path / "category_data" / "moe_fused_metrics.json").exists()
 
 
-def test_missing_output_dir_and_odd_category_names_are_reported(tmp_path):
+def test_missing_output_dir_and_odd_paths_are_reported(tmp_path):
     metrics = mixtral_standalone()
     with pytest.raises(OutputError, match="does not exist"):
-        write_outputs(tmp_path / "absent", "moe_fused", metrics, render_findings(metrics))
-    with pytest.raises(OutputError, match="not a plain name"):
-        write_outputs(tmp_path, "../moe_fused", metrics, render_findings(metrics))
+        write_outputs(tmp_path / "absent", both(metrics))
+    for odd in ("category_data/../x.json", "elsewhere/x.json", "category_findings/.hidden", "category_data/a/b"):
+        with pytest.raises(OutputError, match="not a plain file"):
+            write_outputs(tmp_path, [(odd, b"x")])
+    assert not (tmp_path / "category_data").exists()
 
 
 def test_a_failed_markdown_write_is_reported_after_the_json(tmp_path, monkeypatch):
     metrics = mixtral_standalone()
-    real = output.write_text_atomic
+    real = output.write_bytes_atomic
 
-    def fail_on_markdown(path, text):
+    def fail_on_markdown(path, data):
         if str(path).endswith(".md"):
             raise OSError(28, "No space left on device")
-        return real(path, text)
+        return real(path, data)
 
-    monkeypatch.setattr(output, "write_text_atomic", fail_on_markdown)
+    monkeypatch.setattr(output, "write_bytes_atomic", fail_on_markdown)
     with pytest.raises(OutputError, match="No space left"):
-        write_outputs(tmp_path, "moe_fused", metrics, render_findings(metrics))
+        write_outputs(tmp_path, both(metrics))
     assert (tmp_path / "category_data" / "moe_fused_metrics.json").exists()
     assert leftovers(tmp_path / "category_findings") == []
 
@@ -181,7 +188,6 @@ def test_output_error_is_the_engines_error_type():
 
 # -- the output directory as the engine's run finds it ------------------------
 
-from conftest import SYNTHETIC  # noqa: E402
 from jarvis_moe.run import analyse  # noqa: E402
 
 

@@ -26,14 +26,17 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conformance.check_findings import check
-from jarvis_moe.contract import FLOAT_COLUMNS, TEXT_COLUMNS, TIME_SUM
+from jarvis_moe.engine.contract import FLOAT_COLUMNS, TEXT_COLUMNS, TIME_SUM
 from jarvis_moe.run import analyse
 
 CAT = "moe_fused"
 SPECS = ("matrix_bf16", "matrix_fp8", "matrix_fp4", "vector_bf16", "matrix_fp16")
 DTYPES = ("c10::BFloat16", "c10::Float8_e4m3fnuz", "c10::Half", "Float", "Int", "float4_e2m1fn_x2")
 OP_NAMES = ("pseudo_op::moe_aiter_fused_1stage", "vllm::rocm_aiter_fused_moe",
-            "pseudo_op::moe_triton_unfused_up", "pseudo_op::moe_triton_unfused_down")
+            "pseudo_op::moe_triton_unfused_up", "pseudo_op::moe_triton_unfused_down",
+            "aiter::ck_moe_stage1", "aiter::ck_moe_stage2", "aiter::fmoe_fp8_blockscale_g1u1",
+            "sglang_profiler::fused_moe_triton_kernels_invoke_fused_moe_kernel", "pseudo_op::moe_gptq_awq_up",
+            "some::unknown_moe")
 UNKNOWN_COLUMNS = ("op category", "Input Strides", "Percentage (%)", "")
 # Text that means something to markdown or HTML.
 TRICKY = ("a|b", "x\\", "<!--", "-->", "<br>", "### P9: x", "\n## Recommendations\n", "<script>", "`", "*_",
@@ -250,7 +253,7 @@ def run_and_check(ops: dict[str, Any], meta: str | None, tree: str | None, scope
             listed = metrics["operations"]
             assert len(listed) <= metrics["operations_total"]
             assert all(math.isfinite(op["time_ms"]) and op["time_ms"] >= 0 for op in listed)
-            assert metrics["warnings"] == list(result.warnings)
+            assert metrics["input_warnings"] == list(result.warnings)
         leftovers = [p.name for p in root.rglob("*") if p.name.endswith(".tmp")]
         assert leftovers == []
 

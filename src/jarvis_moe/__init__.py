@@ -1,3 +1,3 @@
 """jarvis-moe: the Mixture-of-Experts category analyser for the Jarvis pipeline."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,9 +1,10 @@
 """``python -m jarvis_moe``: the drop-in for the pipeline's per-category script.
 
 The pipeline calls one script per category with ``--output-dir``. This entry
-point takes the same arguments and runs the category through the host's
-runner, with the same config handling and exit codes as ``jarvis run``. The
-category is an explicit request, so it runs even when a config disables it.
+point takes the same arguments and runs the category through the bundled
+reference host's runner, with the same config handling and exit codes as
+``jarvis run``. The category is an explicit request, so it runs even when a
+config disables it.
 """
 
 from __future__ import annotations

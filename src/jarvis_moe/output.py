@@ -5,32 +5,29 @@ fsynced, then moved over the target with ``os.replace``: the rename is atomic
 on POSIX, and it replaces a symlink at the target instead of writing through
 it, so a planted link cannot redirect the write.
 
-Order of the two files. Everything that can fail on content (JSON
-serialisation, the findings contract check) runs before either file is
-touched, so bad content changes nothing on disk. Then the metrics JSON is
-written, and the findings markdown last: the markdown is what the host merges
-into its report, so it only appears once the data it cites is in place. If
-the markdown write itself fails (disk full, permissions), the new JSON sits
-next to the previous markdown; the host's agreement check flags that pair,
-and the raised :class:`OutputError` makes the run fail, so the mismatch is
-never silent.
+Order of the files. Everything that can fail on content (JSON
+serialisation, the findings contract check) runs before any file is touched
+(in :mod:`jarvis_moe.run`), so bad content changes nothing on disk. The files
+are then written in the order given, the findings markdown last: it is what
+the host merges into its report, so it only appears once the data it cites
+is in place. If a later write fails (disk full, permissions), the raised
+:class:`OutputError` makes the run fail, so a mismatch is never silent.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+
+from pydantic_core import PydanticSerializationError
 
 from jarvis_moe.errors import OutputError
-from jarvis_moe.mdcheck import ensure_findings
+from jarvis_moe.metrics import MetricsError, MetricsNoData, MetricsOk
 
-__all__ = ["OutputError", "check_output_dir", "json_safe", "metrics_json", "write_bytes_atomic",
+__all__ = ["OutputError", "check_output_dir", "metrics_json", "write_bytes_atomic",
            "write_outputs", "write_text_atomic"]
 
 FINDINGS_DIR = "category_findings"
@@ -98,29 +95,16 @@ def _fsync_dir(directory: Path) -> None:
         os.close(dfd)
 
 
-def json_safe(value: Any) -> Any:
-    """A copy of ``value`` with NaN and infinities replaced by None.
+def metrics_json(metrics: MetricsOk | MetricsNoData | MetricsError) -> str:
+    """The metrics as the JSON text written to disk (indent 2, UTF-8 kept, NaN as null).
 
-    JSON has no NaN; the findings render a missing number as an em dash, so
-    None is the honest equivalent. The caller's dict is not modified.
-    """
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def metrics_json(metrics: Mapping[str, Any]) -> str:
-    """The metrics as the JSON text written to disk (indent 2, UTF-8 kept).
-
-    :raises OutputError: when a value is not JSON data (e.g. a Path or set).
+    :raises OutputError: when a value is not JSON data.
     """
     try:
-        return json.dumps(json_safe(metrics), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    except (TypeError, ValueError) as exc:
+        # pydantic's serializer writes NaN and infinities as null (ser_json_inf_nan)
+        # and keeps UTF-8; several times faster than json.dumps.
+        return metrics.model_dump_json(indent=2, by_alias=True) + "\n"
+    except (TypeError, ValueError, PydanticSerializationError) as exc:
         raise OutputError(f"metrics cannot be written as JSON: {exc}") from exc
 
 
@@ -174,55 +158,44 @@ def _output_dir(root: Path, name: str) -> Path:
     return directory
 
 
-def output_paths(output_dir: Path | str, category: str) -> tuple[Path, Path]:
-    """The (metrics, findings) paths of a category, checked but not created.
+def output_path(output_dir: Path | str, relative: str) -> Path:
+    """The path of one output, checked but not created.
 
-    Every check comes before the first directory or file is created, so a
-    run that cannot write its outputs leaves the output directory as it
-    found it.
-
-    :raises OutputError: as :func:`check_output_dir`, or when a target path
-        is a directory.
+    :param relative: ``category_data/<file>`` or ``category_findings/<file>``,
+        a plain file name.
+    :raises OutputError: as :func:`check_output_dir`, for any other place,
+        or when the target is a directory.
     """
     root = Path(output_dir)
-    check_output_dir(root)
-    if not re.fullmatch(r"[A-Za-z0-9_]+", category):
-        raise OutputError(f"category name {category!r} is not a plain name")
-    paths = (_inside(root, DATA_DIR) / f"{category}_metrics.json",
-             _inside(root, FINDINGS_DIR) / f"{category}_findings.md")
-    for path in paths:
-        if path.is_dir() and not path.is_symlink():
-            raise OutputError(f"{path} is a directory; move it aside and rerun")
-    return paths
+    folder, _, name = relative.partition("/")
+    if folder not in (DATA_DIR, FINDINGS_DIR) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        raise OutputError(f"{relative!r} is not a plain file under {DATA_DIR}/ or {FINDINGS_DIR}/")
+    path = _inside(root, folder) / name
+    if path.is_dir() and not path.is_symlink():
+        raise OutputError(f"{path} is a directory; move it aside and rerun")
+    return path
 
 
-def write_outputs(output_dir: Path | str, category: str, metrics: Mapping[str, Any],
-                  markdown: str) -> tuple[Path, Path]:
-    """Write ``category_data/<cat>_metrics.json`` and ``category_findings/<cat>_findings.md``.
+def write_outputs(output_dir: Path | str, files: list[tuple[str, bytes]]) -> tuple[Path, ...]:
+    """Write each (relative path, content) atomically, in the order given.
 
-    :param output_dir: the analysis output directory.
-    :param category: ``moe_fused`` or ``moe_unfused``.
-    :param metrics: the metrics dict (not modified).
-    :param markdown: the findings text from :mod:`jarvis_moe.findings`.
-    :return: (metrics path, findings path).
-    :raises FindingsContractError: when the markdown breaks the findings
-        format for these metrics; nothing is written.
+    Every path is checked before the first directory or file is created, so
+    a run that cannot write its outputs leaves the output directory as it
+    found it.
+
     :raises OutputError: when a directory or file cannot be written.
     """
     root = Path(output_dir)
-    output_paths(root, category)
-    payload = metrics_json(metrics)
-    # Check against the metrics as they will be read back (NaN already None).
-    ensure_findings(markdown, json.loads(payload))
-    paths = output_paths(root, category)
-    for name in (DATA_DIR, FINDINGS_DIR):
+    check_output_dir(root)
+    paths = [output_path(root, relative) for relative, _ in files]
+    for name in sorted({relative.partition("/")[0] for relative, _ in files}):
         _output_dir(root, name)
-    for path, text in zip(paths, (payload, markdown)):
+    for path, (_, data) in zip(paths, files):
         try:
-            write_text_atomic(path, text)
+            write_bytes_atomic(path, data)
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    return paths
+    return tuple(paths)
 
 
 def remove_stale(path: Path | str) -> None:

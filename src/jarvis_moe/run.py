@@ -1,169 +1,176 @@
-"""Run one MoE category on an output directory: load → metrics → findings.
+"""One category run over an output directory: load → metrics → findings → files.
 
-``analyse`` is the callable the plugin registers with the host. It never
-raises: bad input becomes ERROR outputs and exit 2, a bug becomes ERROR
-outputs (when they can still be written) and exit 1.
+:func:`analyse` is what the plugin registers. It never raises: bad input
+becomes ``ERROR`` outputs and exit 2, a bug becomes ``ERROR`` outputs (when
+they can still be written) and exit 1. This is the one place that turns an
+unexpected exception into an internal error (``JARVIS_DEBUG`` prints its
+traceback).
 """
 
 from __future__ import annotations
 
+import enum
+import json
 import os
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from jarvis_moe import __version__
 from jarvis_moe.errors import ContractError, OutputError
-from jarvis_moe.host.category import CategoryResult, Status
+from jarvis_moe.manifest import default_options
 
-CATEGORIES = ("moe_fused", "moe_unfused")
+GENERATED_BY = f"jarvis-moe {__version__}"
+SIBLING = {"moe_fused": "moe_unfused", "moe_unfused": "moe_fused"}
 
 
-def analyse(
-    output_dir: Path, *, category: str, scope: str = "standalone",
-    options: Mapping[str, Any] | None = None,
-) -> CategoryResult:
-    """Analyse ``category`` in ``output_dir`` and write its two outputs.
+class Status(str, enum.Enum):
+    """Outcome of a category run, as the metrics JSON writes it."""
 
-    :param output_dir: the analysis output directory.
-    :param category: ``moe_fused`` or ``moe_unfused``.
-    :param scope: ``standalone`` or ``comparative``.
-    :param options: the category's options; missing keys take the defaults
-        of the plugin manifest.
-    :return: the status, a one-line message and the files written.
+    OK = "OK"
+    NO_DATA = "NO_DATA"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """What a category run returns to the host: plain data, no host types.
+
+    ``status`` is ``OK``, ``NO_DATA`` or ``ERROR``; ``internal_error`` tells a
+    bug (exit 1) from input that breaks the contract (exit 2).
+    """
+
+    status: Status
+    message: str = ""
+    outputs: tuple[Path, ...] = ()
+    warnings: tuple[str, ...] = ()
+    internal_error: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """0 for OK and NO_DATA, 2 for bad input, 1 for a bug."""
+        return 0 if self.status is not Status.ERROR else 1 if self.internal_error else 2
+
+
+def analyse(output_dir: Path, *, category: str, scope: str = "standalone",
+            options: Mapping[str, Any] | None = None) -> AnalysisResult:
+    """Analyse ``category`` in ``output_dir`` and write its outputs.
+
+    :param options: the category's options; missing keys take the manifest defaults.
     """
     from jarvis_moe import output
 
     output_dir = Path(output_dir)
-    opts = _with_defaults(category, options)
     try:
         output.check_output_dir(output_dir)
-    except OutputError as exc:
-        return CategoryResult(Status.ERROR, str(exc))
-    try:
+        opts = {**default_options(category), **(options or {})}
         return _analyse(output_dir, category, scope, opts)
     except ContractError as exc:
-        return _write_error(output_dir, category, scope, exc)
+        return _write_error(output_dir, category, scope, exc.problem, exc.file, exc.location, str(exc))
     except OutputError as exc:
-        return CategoryResult(Status.ERROR, str(exc))
+        return AnalysisResult(Status.ERROR, str(exc))
     except Exception as exc:  # a bug: report it, keep the host alive
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        if os.environ.get("JARVIS_DEBUG"):  # same switch as the host
+        if os.environ.get("JARVIS_DEBUG"):
             traceback.print_exc(file=sys.stderr)
         message = f"internal error in the {category} analyser: {detail}"
-        result = _write_error(output_dir, category, scope, None, message=message)
-        return CategoryResult(Status.ERROR, message, result.outputs, internal_error=True)
+        result = _write_error(output_dir, category, scope, message, None, None, message)
+        return AnalysisResult(Status.ERROR, message, result.outputs, internal_error=True)
 
 
-def _analyse(output_dir: Path, category: str, scope: str, options: Mapping[str, Any]) -> CategoryResult:
-    from jarvis_moe import findings
-    from jarvis_moe.analysis import build_metrics
-    from jarvis_moe.load import CategoryPaths, load_inputs
+def _analyse(output_dir: Path, category: str, scope: str, options: dict[str, Any]) -> AnalysisResult:
+    from jarvis_moe import findings, output
+    from jarvis_moe.engine.assemble import build_metrics
+    from jarvis_moe.engine.contract import CategoryPaths
+    from jarvis_moe.engine.load import load_inputs
+    from jarvis_moe.metrics import MetricsNoData, to_json_data
+    from jarvis_moe.replay.spec import replay_files
 
     paths = CategoryPaths(output_dir, category)
     inputs = load_inputs(paths)
     if inputs is None:
-        metrics = no_data_metrics(category, scope)
-        markdown = findings.render_no_data(category)
-        written = _write(output_dir, category, metrics, markdown)
-        return CategoryResult(Status.NO_DATA, "no MoE operations in this trace", written)
-    metrics = build_metrics(inputs, category=category, scope=scope, options=options)
+        metrics = MetricsNoData(category=category, status="NO_DATA", comparison_scope=scope,
+                                generated_by=GENERATED_BY, message="No MoE operations detected in this trace.",
+                                sibling_category=_sibling_with_moe(output_dir, category))
+        written = _write(output_dir, category, metrics, findings.render(metrics), [], None)
+        return AnalysisResult(Status.NO_DATA, "no MoE operations in this trace", written)
+    metrics = build_metrics(inputs, category=category, scope=scope, options=options, generated_by=GENERATED_BY)
+    warnings = list(metrics.input_warnings)
     plot_name = None
     if options.get("roofline_plot"):
-        # The outputs must be writable before the plot is drawn, or a run
-        # that ends in ERROR would leave a new PNG behind.
-        from jarvis_moe.output import output_paths
+        from jarvis_moe.findings import plot
 
-        output_paths(output_dir, category)
-        from jarvis_moe import plot
-
-        plot_name = plot.write_roofline(output_dir, category, _plotted(metrics, options))
-    markdown = findings.render_findings(metrics, plot_name=plot_name)
-    written = _write(output_dir, category, metrics, markdown, plot_name)
-    n = len(metrics["category_findings"])
-    message = (
-        f"{metrics['total_time_ms']:.3f} ms in {metrics['operations_total']} signature(s), "
-        f"{metrics['percent_of_compute']:.2f}% of GPU time; {n} finding(s)"
-    )
-    return CategoryResult(Status.OK, message, written, tuple(metrics["warnings"]))
-
-
-def _write(
-    output_dir: Path, category: str, metrics: Mapping[str, Any], markdown: str,
-    plot_name: str | None = None,
-) -> tuple[Path, ...]:
-    """Write both outputs; drop a roofline PNG of an earlier run that this one did not draw."""
-    from jarvis_moe import output
-
-    written = output.write_outputs(output_dir, category, metrics, markdown)
-    plot_path = output_dir / "category_findings" / f"{category}_roofline.png"
-    if plot_name is None:
-        output.remove_stale(plot_path)
-        return written
-    return (*written, plot_path)
+        # The outputs must be writable before the plot is drawn, or a run that
+        # ends in ERROR would leave a new PNG behind.
+        for name in _outputs(category):
+            output.output_path(output_dir, name)
+        if plot.available():
+            shown = metrics.model_copy(update={"operations": metrics.operations[: int(options["max_table_ops"])]})
+            plot_name = plot.write_roofline(output_dir, category, to_json_data(shown))
+        else:
+            warnings.append("roofline plot skipped: matplotlib is not installed (pip install 'jarvis-moe[plot]')")
+    extra, replay = replay_files(metrics, float(options["replay_below_pct"]))
+    markdown = findings.render(metrics, plot_name=plot_name, replay=replay)
+    written = _write(output_dir, category, metrics, markdown, extra, plot_name)
+    message = (f"{metrics.total_time_ms:.3f} ms in {metrics.operations_total} signature(s), "
+               f"{metrics.percent_of_compute:.2f}% of GPU time; {len(metrics.category_findings)} finding(s)")
+    return AnalysisResult(Status.OK, message, written, tuple(warnings))
 
 
-def _plotted(metrics: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    """The metrics as the roofline plot gets them: the ops of the findings' table.
-
-    Each op is a point and a legend entry: the hundreds a large trace lists
-    take seconds to draw and cannot be told apart.
-    """
-    shown = int(options.get("max_table_ops", 15))
-    return {**metrics, "operations": metrics["operations"][:shown]}
+def _outputs(category: str) -> tuple[str, ...]:
+    """Every output a run of ``category`` may write, relative to the output directory."""
+    return (f"category_data/{category}_metrics.json", f"category_findings/{category}_findings.md",
+            f"category_findings/{category}_roofline.png", f"category_findings/{category}_replay.py",
+            f"category_data/{category}_replay.json")
 
 
-def no_data_metrics(category: str, scope: str) -> dict[str, Any]:
-    """The metrics of a trace without this category."""
-    return {
-        "category": category,
-        "status": "NO_DATA",
-        "comparison_scope": scope,
-        "message": "No MoE operations detected in this trace.",
-        "total_time_ms": 0.0,
-        "percent_of_compute": 0.0,
-        "operation_count": 0,
-        "operations": [],
-        "impact_estimates": [],
-        "category_findings": [],
-    }
+def _sibling_with_moe(output_dir: Path, category: str) -> str | None:
+    """The other MoE category, when its CSV has a data row (then the model does use MoE)."""
+    from jarvis_moe.engine.contract import CategoryPaths
+    from jarvis_moe.engine.read_csv import read_header
 
-
-def error_metrics(category: str, scope: str, message: str, file: str | None, location: str | None) -> dict[str, Any]:
-    return {
-        "category": category,
-        "status": "ERROR",
-        "comparison_scope": scope,
-        "message": message,
-        "file": file,
-        "location": location,
-        "operations": [],
-        "impact_estimates": [],
-        "category_findings": [],
-    }
-
-
-def _write_error(
-    output_dir: Path, category: str, scope: str, exc: ContractError | None, *, message: str | None = None
-) -> CategoryResult:
-    from jarvis_moe import findings
-
-    file = exc.file if exc else None
-    location = exc.location if exc else None
-    problem = exc.problem if exc else (message or "unknown error")
-    text = str(exc) if exc else problem
-    metrics = error_metrics(category, scope, problem, file, location)
+    sibling = SIBLING.get(category)
+    if sibling is None:
+        return None
+    path = CategoryPaths(output_dir, sibling).ops_csv
     try:
-        markdown = findings.render_error(category, problem, file, location)
-        written = _write(output_dir, category, metrics, markdown)
-    except OutputError as out_exc:
-        return CategoryResult(Status.ERROR, f"{text}; and the error outputs could not be written: {out_exc}")
-    return CategoryResult(Status.ERROR, text, written)
+        return sibling if path.is_file() and read_header(path, path.name, []) is not None else None
+    except ContractError:
+        return sibling  # rows there, just not readable: the model still has MoE layers
 
 
-def _with_defaults(category: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
-    from jarvis_moe.plugin import default_options
+def _write(output_dir: Path, category: str, metrics: Any, markdown: str, extra: list[tuple[str, bytes]],
+           plot_name: str | None) -> tuple[Path, ...]:
+    """Check the page against its metrics, write every output, remove stale optional ones."""
+    from jarvis_moe import output
+    from jarvis_moe.findings.check import ensure_findings
 
-    merged = default_options(category)
-    merged.update(options or {})
-    return merged
+    payload = output.metrics_json(metrics)
+    ensure_findings(markdown, json.loads(payload))
+    files = extra + [(f"category_data/{category}_metrics.json", payload.encode("utf-8")),
+                     (f"category_findings/{category}_findings.md", markdown.encode("utf-8"))]
+    written = output.write_outputs(output_dir, files)
+    optional = _outputs(category)[2:]
+    kept = {name for name, _ in extra} | ({f"category_findings/{plot_name}"} if plot_name else set())
+    for name in optional:
+        if name not in kept:
+            output.remove_stale(output_dir / name)
+    if plot_name:
+        written = (*written, output_dir / "category_findings" / plot_name)
+    return written
+
+
+def _write_error(output_dir: Path, category: str, scope: str, problem: str, file: str | None,
+                 location: str | None, text: str) -> AnalysisResult:
+    from jarvis_moe import findings
+    from jarvis_moe.metrics import MetricsError
+
+    metrics = MetricsError(category=category, status="ERROR", comparison_scope=scope, generated_by=GENERATED_BY,
+                           message=problem, file=file, location=location)
+    try:
+        written = _write(output_dir, category, metrics, findings.render(metrics), [], None)
+    except OutputError as exc:
+        return AnalysisResult(Status.ERROR, f"{text}; and the error outputs could not be written: {exc}")
+    return AnalysisResult(Status.ERROR, text, written)

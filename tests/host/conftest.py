@@ -15,34 +15,64 @@ from typing import Any, Callable, Mapping
 
 import pytest
 
-from jarvis_moe import __version__, plugin
-from jarvis_moe.host.category import CategoryResult, Status
+import jarvis_moe
+from jarvis_moe import __version__, plugin, run
 from jarvis_moe.host.plugins import PluginInfo, Registry, load_registry
 
+from .helpers import make_output_dir
+
+# A plugin as a third party writes it: registration by keyword arguments,
+# an analyser returning a plain object. HOOKIMPL_IMPORT picks the marker: the
+# host's (``jarvis_moe.host.hookimpl``) or the plugin's own pluggy marker, in
+# which case the module imports nothing from jarvis_moe at all.
 GOOD_PLUGIN = '''
-from jarvis_moe.host import hookimpl
-from jarvis_moe.host.category import Category, CategoryResult, Status
+from types import SimpleNamespace
+HOOKIMPL_IMPORT
 
 def analyse(output_dir, *, scope, options):
-    return CategoryResult(Status.OK, f"scope={scope}")
+    return RESULT
 
 @hookimpl
 def jarvis_register_categories(register):
     for name in NAMES:
-        register(Category(name=name, description="fake " + name, inputs=("in.csv",),
-                          outputs=("out.md",), analyse=analyse))
+        register(name=name, description="fake " + name, inputs=["in.csv"], outputs=["out.md"],
+                 analyse=analyse, EXTRA)
 '''
 
+MARKERS = {
+    "host": "from jarvis_moe.host import hookimpl",
+    "own": "import pluggy\nhookimpl = pluggy.HookimplMarker(\"jarvis\")",
+}
+OK_RESULT = "SimpleNamespace(status=\"OK\", message=f\"scope={scope} options={sorted(options.items())}\")"
 
-def good_plugin_source(*names: str) -> str:
-    """Source of a plugin module registering the given category names."""
-    return GOOD_PLUGIN.replace("NAMES", repr(tuple(names)))
+
+def good_plugin_source(*names: str, marker: str = "host", result: str = OK_RESULT,
+                       enabled: bool = True, options: Mapping[str, Any] | None = None) -> str:
+    """Source of a plugin module registering the given category names.
+
+    :param marker: ``"host"`` decorates with ``jarvis_moe.host.hookimpl``;
+        ``"own"`` makes its own pluggy marker and imports nothing from jarvis_moe.
+    :param result: Python expression the analyser returns (``scope`` and
+        ``options`` are in scope).
+    :param enabled: the ``enabled`` keyword passed to ``register``.
+    :param options: the ``options`` keyword passed to ``register``.
+    """
+    extra = f"enabled={enabled!r}, options={dict(options or {})!r}"
+    return (GOOD_PLUGIN.replace("HOOKIMPL_IMPORT", MARKERS[marker]).replace("NAMES", repr(tuple(names)))
+            .replace("RESULT", result).replace("EXTRA", extra))
 
 
 @pytest.fixture
 def good_plugin() -> Callable[..., str]:
-    """Source of a working plugin module; call it with the category names."""
+    """Source of a working plugin module; call it with the category names
+    (see :func:`good_plugin_source` for the keywords)."""
     return good_plugin_source
+
+
+@pytest.fixture
+def output_dir(tmp_path: Path) -> Path:
+    """An empty analysis output directory (``category_data/`` only) under ``tmp_path``."""
+    return make_output_dir(tmp_path / "analysis")
 
 
 class FakeSite:
@@ -120,12 +150,12 @@ def moe_registry() -> Registry:
 class RecordingEngine:
     """Stands in for ``jarvis_moe.run``: records calls, returns a fixed result."""
 
-    def __init__(self, result: CategoryResult | Exception) -> None:
+    def __init__(self, result: Any) -> None:
         self.result = result
         self.calls: list[dict[str, Any]] = []
 
     def analyse(self, output_dir: Path, *, category: str, scope: str,
-                options: Mapping[str, Any]) -> CategoryResult:
+                options: Mapping[str, Any]) -> Any:
         self.calls.append({"output_dir": output_dir, "category": category,
                            "scope": scope, "options": dict(options)})
         if isinstance(self.result, Exception):
@@ -135,13 +165,19 @@ class RecordingEngine:
 
 @pytest.fixture
 def fake_engine(monkeypatch: pytest.MonkeyPatch) -> Callable[..., RecordingEngine]:
-    """Replace ``jarvis_moe.run`` with a :class:`RecordingEngine`."""
+    """Replace ``jarvis_moe.run`` with a :class:`RecordingEngine`.
 
-    def install(result: CategoryResult | Exception = CategoryResult(Status.OK, "fine")) -> RecordingEngine:
+    The result defaults to the plugin's own result type
+    (:class:`jarvis_moe.run.AnalysisResult`), which the host must convert.
+    """
+
+    def install(result: Any = run.AnalysisResult(run.Status.OK, "fine")) -> RecordingEngine:
         engine = RecordingEngine(result)
         module = types.ModuleType("jarvis_moe.run")
         module.analyse = engine.analyse  # type: ignore[attr-defined]
         monkeypatch.setitem(sys.modules, "jarvis_moe.run", module)
+        # ``from jarvis_moe import run`` reads the package attribute first.
+        monkeypatch.setattr(jarvis_moe, "run", module, raising=False)
         return engine
 
     return install

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from jarvis_moe.__main__ import main
-from jarvis_moe.host.category import CategoryResult, Status
+from jarvis_moe.manifest import default_options
+from jarvis_moe.run import AnalysisResult, Status
+
+from .helpers import tree
 
 
 @pytest.fixture(autouse=True)
@@ -17,28 +22,30 @@ def only_this_plugin(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
 
 
-def test_default_category_is_moe_fused_with_manifest_options(fake_engine, tmp_path, capsys):
-    engine = fake_engine(CategoryResult(Status.OK, "3 findings"))
+def test_default_category_is_moe_fused_with_manifest_options(fake_engine, output_dir, capsys):
+    engine = fake_engine(AnalysisResult(Status.OK, "3 findings"))
 
-    assert main(["--output-dir", str(tmp_path)]) == 0
+    assert main(["--output-dir", str(output_dir)]) == 0
 
     assert capsys.readouterr().out == "moe_fused: OK - 3 findings\n"
     call = engine.calls[0]
-    assert (call["category"], call["scope"]) == ("moe_fused", "standalone")
-    assert call["options"]["skew_cov"] == 0.25
+    assert (call["output_dir"], call["category"], call["scope"]) == (output_dir, "moe_fused", "standalone")
+    assert call["options"] == default_options("moe_fused")
 
 
-def test_user_config_options_reach_the_engine_and_disabled_category_still_runs(fake_engine, tmp_path):
-    engine = fake_engine(CategoryResult(Status.NO_DATA))
+def test_user_config_options_reach_the_engine_and_disabled_category_still_runs(fake_engine, output_dir, tmp_path):
+    engine = fake_engine(AnalysisResult(Status.NO_DATA))
     config = tmp_path / "mine.toml"
     config.write_text("[categories.moe_unfused]\nenabled = false\n"
-                      "[categories.moe_unfused.options]\nskew_cov = 0.5\n", encoding="utf-8")
+                      "[categories.moe_unfused.options]\nrouting_noise_pct = 12.5\nreplay_below_pct = 30\n",
+                      encoding="utf-8")
 
-    code = main(["--output-dir", str(tmp_path), "--category", "moe_unfused", "--config", str(config)])
+    code = main(["--output-dir", str(output_dir), "--category", "moe_unfused", "--config", str(config)])
 
     assert code == 0
     assert engine.calls[0]["category"] == "moe_unfused"
-    assert engine.calls[0]["options"]["skew_cov"] == 0.5
+    assert engine.calls[0]["options"] == {**default_options("moe_unfused"), "routing_noise_pct": 12.5,
+                                          "replay_below_pct": 30.0}
 
 
 def test_scope_comes_from_the_directory_unless_given(fake_engine, fixture_copy):
@@ -52,16 +59,23 @@ def test_scope_comes_from_the_directory_unless_given(fake_engine, fixture_copy):
 
 
 @pytest.mark.parametrize(("result", "code"), [
-    (CategoryResult(Status.NO_DATA), 0),
-    (CategoryResult(Status.ERROR, "moe_fused_ops.csv: row 3: bad number"), 2),
-    (CategoryResult(Status.ERROR, "bug", internal_error=True), 1),
+    (AnalysisResult(Status.OK), 0),
+    (AnalysisResult(Status.NO_DATA), 0),
+    (AnalysisResult(Status.ERROR, "moe_fused_ops.csv: row 3: bad number"), 2),
+    (AnalysisResult(Status.ERROR, "bug", internal_error=True), 1),
+    (SimpleNamespace(status="NO_DATA", message="plain object"), 0),
+    (SimpleNamespace(status="ERROR", message="plain object"), 2),
+    (SimpleNamespace(status="BROKEN"), 1),
+    (None, 1),
     (RuntimeError("engine crashed"), 1),
 ])
-def test_exit_code_follows_the_result(fake_engine, tmp_path, capsys, result, code):
+def test_exit_code_follows_the_result(fake_engine, output_dir, capsys, result, code):
     fake_engine(result)
 
-    assert main(["--output-dir", str(tmp_path)]) == code
-    assert capsys.readouterr().out.startswith("moe_fused: ")
+    assert main(["--output-dir", str(output_dir)]) == code
+    out = capsys.readouterr().out
+    assert out.startswith("moe_fused: ") and len(out.splitlines()) == 1
+    assert ("(internal error)" in out) == (code == 1)
 
 
 def test_missing_output_directory_exits_2(tmp_path, capsys):
@@ -69,11 +83,36 @@ def test_missing_output_directory_exits_2(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_config_error_exits_2_naming_file_and_key(tmp_path, capsys):
+def test_folder_that_is_not_an_output_directory_exits_2_and_creates_nothing(fake_engine, tmp_path, capsys):
+    engine = fake_engine()
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    (folder / "trace.json").write_text("{}", encoding="utf-8")
+
+    assert main(["--output-dir", str(folder)]) == 2
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == (
+        f"jarvis-moe: error: {str(folder)!r} has neither category_data/ nor metadata/: it is not an "
+        "analysis output directory of the pipeline (check the path)")
+    assert engine.calls == []
+    assert tree(folder) == ["trace.json"]
+
+
+def test_output_directory_with_only_metadata_is_accepted(fake_engine, tmp_path):
+    engine = fake_engine(AnalysisResult(Status.NO_DATA))
+    (tmp_path / "out" / "metadata").mkdir(parents=True)
+
+    assert main(["--output-dir", str(tmp_path / "out")]) == 0
+    assert len(engine.calls) == 1
+
+
+def test_config_error_exits_2_naming_file_and_key(output_dir, tmp_path, capsys):
     config = tmp_path / "mine.toml"
     config.write_text("[categories.moe_fused]\nenabled = 1\n", encoding="utf-8")
 
-    assert main(["--output-dir", str(tmp_path), "--config", str(config)]) == 2
+    assert main(["--output-dir", str(output_dir), "--config", str(config)]) == 2
     assert f"{config}: categories.moe_fused.enabled: expected a boolean, got 1" in capsys.readouterr().err
 
 
@@ -87,3 +126,17 @@ def test_drop_in_reports_no_data_for_a_dense_model(run_python, fixture_copy, tmp
     assert len(completed.stdout.splitlines()) == 1
     findings = (output_dir / "category_findings" / "moe_fused_findings.md").read_text(encoding="utf-8")
     assert "No MoE operations detected in this trace." in findings
+
+
+def test_drop_in_on_a_folder_that_is_not_an_output_directory_exits_2_and_creates_nothing(run_python, tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+
+    completed = run_python(["-m", "jarvis_moe", "--output-dir", str(folder)], cwd=tmp_path)
+
+    assert completed.returncode == 2
+    assert completed.stdout == ""
+    assert "has neither category_data/ nor metadata/" in completed.stderr
+    assert completed.stderr.startswith("jarvis-moe: error: ")
+    assert "Traceback" not in completed.stderr
+    assert tree(folder) == []

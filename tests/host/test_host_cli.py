@@ -9,13 +9,20 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
+from importlib import metadata
 
 import pytest
 
 from jarvis_moe import __version__
 from jarvis_moe.host.cli import describe_categories, format_listing, main
-from jarvis_moe.host.config import resolve_settings
+from jarvis_moe.host.config import DEFAULT_SOURCE, resolve_settings
+from jarvis_moe.host.plugins import load_registry
+from jarvis_moe.manifest import load_manifest
+
+from .helpers import tree
+
+# The host labels a plugin with the version of its installed distribution.
+INSTALLED_VERSION = metadata.version("jarvis-moe")
 
 LISTING_KEYS = {"name", "plugin", "version", "enabled", "enabled_source", "description",
                 "inputs", "output", "outputs", "options"}
@@ -51,23 +58,29 @@ def test_categories_json_lists_both_moe_categories(run_jarvis, tmp_path):
     assert completed.returncode == 0, completed.stderr
     listing = json.loads(completed.stdout)
     moe = [entry for entry in listing if entry["plugin"] == "jarvis-moe"]
-    assert [entry["name"] for entry in moe] == ["moe_fused", "moe_unfused"]
+    manifest = load_manifest()
+    assert [entry["name"] for entry in moe] == sorted(manifest.categories) == ["moe_fused", "moe_unfused"]
     for entry in moe:
+        spec = manifest.categories[entry["name"]]
         assert set(entry) == LISTING_KEYS
-        assert entry["version"] == __version__
-        assert entry["enabled"] is True
-        assert entry["enabled_source"] == "default (plugin.toml)"
-        assert entry["output"] == f"category_findings/{entry['name']}_findings.md"
-        assert entry["outputs"][1] == f"category_data/{entry['name']}_metrics.json"
-        assert entry["options"]["decode_max_tokens"] == 256
+        assert entry["version"] == INSTALLED_VERSION
+        assert entry["enabled"] is spec.enabled is True
+        assert entry["enabled_source"] == DEFAULT_SOURCE
+        assert entry["description"] == spec.description
+        assert entry["inputs"] == list(spec.inputs)
+        assert entry["outputs"] == list(spec.outputs)
+        assert entry["output"] == spec.outputs[0] == f"category_findings/{entry['name']}_findings.md"
+        assert entry["options"] == dict(spec.options)
 
 
 def test_categories_text_shows_plugin_state_and_files(run_jarvis, tmp_path):
     completed = run_jarvis("categories", cwd=tmp_path)
 
     assert completed.returncode == 0, completed.stderr
-    assert f"moe_fused  (jarvis-moe {__version__})  enabled, default (plugin.toml)" in completed.stdout
-    assert "outputs: category_findings/moe_unfused_findings.md" in completed.stdout
+    assert f"moe_fused  (jarvis-moe {INSTALLED_VERSION})  enabled, {DEFAULT_SOURCE}" in completed.stdout
+    unfused = load_manifest().categories["moe_unfused"]
+    assert f"    outputs: {', '.join(unfused.outputs)}\n" in completed.stdout
+    assert f"    inputs:  {', '.join(unfused.inputs)}\n" in completed.stdout
     assert completed.stdout.index("moe_fused") < completed.stdout.index("moe_unfused")
 
 
@@ -116,7 +129,7 @@ def test_two_plugins_claiming_a_category_fail_naming_both(run_jarvis, fake_site,
 
     assert completed.returncode == 2
     assert "'moe_fused' is registered by more than one plugin" in completed.stderr
-    assert f"'jarvis-moe {__version__}'" in completed.stderr and "'fake-rival 9.9'" in completed.stderr
+    assert f"'jarvis-moe {INSTALLED_VERSION}'" in completed.stderr and "'fake-rival 9.9'" in completed.stderr
     assert "Traceback" not in completed.stderr
 
 
@@ -135,14 +148,15 @@ def test_load_plugins_env_hides_unlisted_plugins_from_the_listing(run_jarvis, fa
 
 def test_config_error_exits_2_naming_file_and_key(run_jarvis, tmp_path):
     config = tmp_path / "bad.toml"
-    config.write_text("[categories.moe_fused.options]\nskew_cov = 'high'\n", encoding="utf-8")
+    config.write_text("[categories.moe_fused.options]\nrouting_noise_pct = 'high'\n", encoding="utf-8")
 
     completed = run_jarvis("categories", "--config", str(config), cwd=tmp_path)
 
+    default = load_manifest().categories["moe_fused"].options["routing_noise_pct"]
     assert completed.returncode == 2
     assert completed.stderr.strip() == (
-        f"jarvis: error: {config}: categories.moe_fused.options.skew_cov: "
-        "expected a number like the default 0.25, got 'high'")
+        f"jarvis: error: {config}: categories.moe_fused.options.routing_noise_pct: "
+        f"expected a number like the default {default}, got 'high'")
 
 
 def test_config_from_environment_variable_is_read(run_jarvis, tmp_path):
@@ -187,8 +201,23 @@ def test_run_on_a_missing_directory_exits_2_without_traceback(run_jarvis, tmp_pa
     assert "Traceback" not in completed.stderr
 
 
-def test_run_with_an_unknown_category_exits_2_listing_known_ones(run_jarvis, tmp_path):
-    completed = run_jarvis("run", str(tmp_path), "--category", "moe_fuzed", cwd=tmp_path)
+def test_run_on_a_folder_that_is_not_an_output_directory_exits_2_and_creates_nothing(run_jarvis, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "cat.jpg").write_bytes(b"")
+
+    completed = run_jarvis("run", str(folder), cwd=tmp_path)
+
+    assert completed.returncode == 2
+    assert completed.stdout == ""
+    assert completed.stderr.strip() == (
+        f"jarvis: error: {str(folder)!r} has neither category_data/ nor metadata/: it is not an "
+        "analysis output directory of the pipeline (check the path)")
+    assert tree(folder) == ["cat.jpg"]
+
+
+def test_run_with_an_unknown_category_exits_2_listing_known_ones(run_jarvis, output_dir, tmp_path):
+    completed = run_jarvis("run", str(output_dir), "--category", "moe_fuzed", cwd=tmp_path)
 
     assert completed.returncode == 2
     assert "unknown category 'moe_fuzed'" in completed.stderr
@@ -202,15 +231,16 @@ def test_run_rejects_an_unknown_scope(run_jarvis, tmp_path):
     assert "invalid choice: 'both'" in completed.stderr
 
 
-def test_listing_function_and_command_agree(moe_registry, capsys, monkeypatch, tmp_path):
+def test_listing_function_and_command_agree(capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("JARVIS_CONFIG", raising=False)
     monkeypatch.setenv("JARVIS_LOAD_PLUGINS", "jarvis-moe")
-    listing = describe_categories(moe_registry, resolve_settings(moe_registry.categories, None))
+    registry = load_registry(strict=True)
+    listing = describe_categories(registry, resolve_settings(registry.categories, None))
 
     assert main(["categories", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == listing
-    assert format_listing(listing, moe_registry).count("enabled, default (plugin.toml)") == 2
+    assert format_listing(listing, registry).count(f"enabled, {DEFAULT_SOURCE}") == 2
 
 
 def test_listing_says_so_when_no_plugin_is_loaded(run_jarvis, tmp_path):
@@ -220,7 +250,70 @@ def test_listing_says_so_when_no_plugin_is_loaded(run_jarvis, tmp_path):
     assert "No categories registered" in completed.stdout
 
 
-def test_run_without_categories_prints_nothing_and_succeeds(run_jarvis, tmp_path):
-    completed = run_jarvis("run", str(tmp_path), cwd=tmp_path, env={**os.environ, "JARVIS_LOAD_PLUGINS": ""})
+def test_run_without_categories_prints_nothing_and_succeeds(run_jarvis, output_dir, tmp_path):
+    completed = run_jarvis("run", str(output_dir), cwd=tmp_path, env={**os.environ, "JARVIS_LOAD_PLUGINS": ""})
 
     assert (completed.returncode, completed.stdout) == (0, "")
+
+
+def test_categories_lists_a_plugin_that_imports_nothing_from_the_host(run_jarvis, fake_site, good_plugin,
+                                                                      tmp_path):
+    fake_site.add("fake-own", good_plugin("own_cat", marker="own", enabled=False, options={"limit": 3}),
+                  version="0.7")
+
+    completed = run_jarvis("categories", "--json", cwd=tmp_path, env=fake_site.env(JARVIS_LOAD_PLUGINS="fake-own"))
+
+    assert completed.returncode == 0, completed.stderr
+    [entry] = json.loads(completed.stdout)
+    assert entry == {
+        "name": "own_cat", "plugin": "fake-own", "version": "0.7", "enabled": False,
+        "enabled_source": DEFAULT_SOURCE, "description": "fake own_cat", "inputs": ["in.csv"],
+        "output": "out.md", "outputs": ["out.md"], "options": {"limit": 3},
+    }
+
+
+@pytest.mark.parametrize("marker", ["host", "own"])
+def test_run_passes_config_options_to_a_third_party_plugin(run_jarvis, fake_site, good_plugin, output_dir,
+                                                           tmp_path, marker):
+    fake_site.add("fake-own", good_plugin("own_cat", marker=marker, options={"limit": 3}))
+    config = tmp_path / "jarvis.toml"
+    config.write_text("[categories.own_cat.options]\nlimit = 4\n", encoding="utf-8")
+
+    completed = run_jarvis("run", str(output_dir), "--comparison-scope", "comparative", cwd=tmp_path,
+                           env=fake_site.env(JARVIS_LOAD_PLUGINS="fake-own"))
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == "own_cat: OK - scope=comparative options=[('limit', 4)]\n"
+
+
+@pytest.mark.parametrize(("result", "code", "line"), [
+    ("SimpleNamespace(status='NO_DATA', message='nothing here')", 0, "own_cat: NO_DATA - nothing here"),
+    ("SimpleNamespace(status='ERROR', message='bad row 3', warnings=['row 4 too'])", 2,
+     "own_cat: ERROR - bad row 3"),
+    ("SimpleNamespace(status='ERROR', message='oops', internal_error=True)", 1,
+     "own_cat: ERROR (internal error) - oops"),
+    ("'OK'", 1, "own_cat: ERROR (internal error) - internal error in fake-own 1.0: analyser returned str"),
+    ("1 / 0", 1, "own_cat: ERROR (internal error) - internal error in fake-own 1.0: ZeroDivisionError"),
+])
+def test_run_exit_code_follows_what_a_plain_analyser_returns(run_jarvis, fake_site, good_plugin, output_dir,
+                                                             tmp_path, result, code, line):
+    fake_site.add("fake-own", good_plugin("own_cat", marker="own", result=result))
+
+    completed = run_jarvis("run", str(output_dir), cwd=tmp_path,
+                           env=fake_site.env(JARVIS_LOAD_PLUGINS="fake-own"))
+
+    assert completed.returncode == code, completed.stderr
+    assert completed.stdout.startswith(line)
+    assert len(completed.stdout.splitlines()) == 1
+    assert "Traceback" not in completed.stderr
+
+
+def test_run_prints_analyser_warnings_on_stderr(run_jarvis, fake_site, good_plugin, output_dir, tmp_path):
+    result = "SimpleNamespace(status='OK', warnings=['row 4\\nskipped'])"
+    fake_site.add("fake-own", good_plugin("own_cat", marker="own", result=result))
+
+    completed = run_jarvis("run", str(output_dir), cwd=tmp_path,
+                           env=fake_site.env(JARVIS_LOAD_PLUGINS="fake-own"))
+
+    assert (completed.returncode, completed.stdout) == (0, "own_cat: OK\n")
+    assert completed.stderr == "jarvis: warning: own_cat: row 4 skipped\n"

@@ -1,36 +1,28 @@
-"""Plugin manifests and user configs: validation, precedence, error messages."""
+"""The host's user config (jarvis.toml): validation, precedence, error messages.
+
+The plugin's own manifest (plugin.toml) is tested in tests/test_manifest.py."""
 
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
 
+from jarvis_moe import tomlcheck
+from jarvis_moe.host.category import Category
 from jarvis_moe.host.config import (
+    DEFAULT_SOURCE,
     ConfigError,
     find_config,
     load_settings,
-    parse_manifest,
-    read_manifest,
     read_user_config,
     resolve_settings,
 )
+from jarvis_moe.manifest import load_manifest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-MINIMAL_MANIFEST = """
-name = "demo"
-[options]
-threshold = 1.5
-limit = 10
-[categories.demo_cat]
-description = "demo"
-enabled = true
-inputs = ["a.csv"]
-outputs = ["b.md"]
-"""
+# The plugin's defaults, as its manifest gives them (not copied here).
+FUSED_DEFAULTS = dict(load_manifest().categories["moe_fused"].options)
 
 
 def write(path: Path, text: str) -> Path:
@@ -38,59 +30,12 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def test_repository_manifest_is_valid_and_matches_its_toml():
-    manifest = read_manifest(REPO_ROOT / "plugin.toml")
-    raw = tomllib.loads((REPO_ROOT / "plugin.toml").read_text(encoding="utf-8"))
-
-    assert manifest.name == "jarvis-moe"
-    assert sorted(manifest.categories) == ["moe_fused", "moe_unfused"]
-    assert dict(manifest.categories["moe_fused"].options) == raw["options"]
-
-
-def test_manifest_error_names_file_and_key(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    write(tmp_path / "plugin.toml", MINIMAL_MANIFEST.replace("enabled = true", 'enabled = "yes"'))
-
-    with pytest.raises(ConfigError) as caught:
-        read_manifest(Path("plugin.toml"))
-
-    assert str(caught.value) == "plugin.toml: categories.demo_cat.enabled: expected a boolean, got 'yes'"
-
-
-@pytest.mark.parametrize(("change", "message"), [
-    (("[options]", "colour = 'red'\n[options]"), "colour: unknown key"),
-    (('description = "demo"', 'description = "demo"\nowner = "me"'),
-     "categories.demo_cat.owner: unknown key"),
-    (('inputs = ["a.csv"]', "inputs = [1]"), "categories.demo_cat.inputs: expected an array of strings"),
-    (('outputs = ["b.md"]', ""), "categories.demo_cat.outputs: missing"),
-    (('name = "demo"', ""), "name: missing"),
-    (("limit = 10", "limit = {a = 1}"), "options.limit: expected a boolean, number, string"),
-    (("[categories.demo_cat]", "[categories.demo_cat.options]\nlimit = 'x'\n[categories.demo_cat]"),
-     "categories.demo_cat.options.limit: expected an integer like the default 10, got 'x'"),
-    (('name = "demo"', 'name = "demo'), "invalid TOML"),
-])
-def test_manifest_problems_are_reported_with_their_key(change, message):
-    text = MINIMAL_MANIFEST.replace(*change)
-
-    with pytest.raises(ConfigError, match=re.escape(f"demo.toml: {message}")):
-        parse_manifest(text, "demo.toml")
-
-
-def test_category_options_override_shared_manifest_options():
-    text = MINIMAL_MANIFEST + "[categories.demo_cat.options]\nthreshold = 3\nextra = true\n"
-
-    manifest = parse_manifest(text, "demo.toml")
-
-    assert dict(manifest.categories["demo_cat"].options) == {"threshold": 3.0, "limit": 10, "extra": True}
-    assert dict(manifest.options) == {"threshold": 1.5, "limit": 10}
-
-
 def test_user_config_disables_a_category_and_overrides_options(tmp_path, moe_registry):
     config = write(tmp_path / "jarvis.toml", """
 [categories.moe_fused]
 enabled = false
 [categories.moe_unfused.options]
-skew_cov = 0.4
+routing_noise_pct = 12.5
 decode_max_tokens = 512
 anomaly_pct = 120
 """)
@@ -99,10 +44,10 @@ anomaly_pct = 120
 
     assert settings["moe_fused"].enabled is False
     assert settings["moe_fused"].enabled_source == f"config: {config}"
-    assert settings["moe_fused"].options["skew_cov"] == 0.25
+    assert settings["moe_fused"].options == FUSED_DEFAULTS
     unfused = settings["moe_unfused"]
-    assert (unfused.enabled, unfused.enabled_source) == (True, "default (plugin.toml)")
-    assert unfused.options["skew_cov"] == 0.4
+    assert (unfused.enabled, unfused.enabled_source) == (True, DEFAULT_SOURCE)
+    assert unfused.options["routing_noise_pct"] == 12.5
     assert unfused.options["decode_max_tokens"] == 512
     # An integer is accepted where the default is a float, and stays a float.
     assert unfused.options["anomaly_pct"] == 120.0 and isinstance(unfused.options["anomaly_pct"], float)
@@ -110,24 +55,69 @@ anomaly_pct = 120
 
 def test_without_config_every_category_uses_the_manifest_defaults(moe_registry):
     settings = resolve_settings(moe_registry.categories, None)
+    manifest = load_manifest()
 
+    assert DEFAULT_SOURCE == "default (plugin)"
     assert {name: (s.enabled, s.enabled_source) for name, s in settings.items()} == {
-        "moe_fused": (True, "default (plugin.toml)"),
-        "moe_unfused": (True, "default (plugin.toml)"),
+        "moe_fused": (True, DEFAULT_SOURCE),
+        "moe_unfused": (True, DEFAULT_SOURCE),
     }
+    for name, setting in settings.items():
+        assert setting.options == dict(manifest.categories[name].options)
+
+
+def fake_category(name: str, enabled: bool = True, **options: object) -> Category:
+    """A category as the host builds it from any plugin's register() call."""
+    return Category(name=name, description="", inputs=(), outputs=(), analyse=print,
+                    enabled_by_default=enabled, default_options=options, plugin="other", version="1")
+
+
+def test_user_config_applies_to_the_defaults_any_plugin_registered(tmp_path):
+    categories = {"a_cat": fake_category("a_cat", enabled=False, limit=5, label="x"),
+                  "b_cat": fake_category("b_cat")}
+    config = write(tmp_path / "jarvis.toml", "[categories.a_cat]\nenabled = true\n"
+                                             "[categories.a_cat.options]\nlimit = 7\n")
+
+    settings = resolve_settings(categories, read_user_config(config))
+    defaults = resolve_settings(categories, None)
+
+    assert (defaults["a_cat"].enabled, defaults["a_cat"].enabled_source) == (False, DEFAULT_SOURCE)
+    assert (settings["a_cat"].enabled, settings["a_cat"].enabled_source) == (True, f"config: {config}")
+    assert settings["a_cat"].options == {"limit": 7, "label": "x"}
+    assert (settings["b_cat"].enabled, settings["b_cat"].options) == (True, {})
+    # The category's own defaults are not changed by the overrides.
+    assert dict(categories["a_cat"].default_options) == {"limit": 5, "label": "x"}
+
+
+def test_option_of_a_category_without_options_is_unknown(tmp_path):
+    config = write(tmp_path / "jarvis.toml", "[categories.b_cat.options]\nlimit = 1\n")
+
+    message = "categories.b_cat.options.limit: unknown option (known: none)"
+    with pytest.raises(ConfigError, match=re.escape(f"{config}: {message}")):
+        resolve_settings({"b_cat": fake_category("b_cat")}, read_user_config(config))
+
+
+def test_config_error_is_the_shared_toml_check_error():
+    assert ConfigError is tomlcheck.ConfigError
 
 
 @pytest.mark.parametrize(("text", "message"), [
     ("[categories.moe_fusd]\nenabled = false\n",
      "categories.moe_fusd: unknown category (known: moe_fused, moe_unfused)"),
-    ("[categories.moe_fused.options]\nskew_covv = 0.3\n",
-     "categories.moe_fused.options.skew_covv: unknown option (known: "),
+    ("[categories.moe_fused.options]\nrouting_noise_pctt = 3.0\n",
+     "categories.moe_fused.options.routing_noise_pctt: unknown option (known: "),
     ("[categories.moe_fused.options]\ndecode_max_tokens = 12.5\n",
-     "categories.moe_fused.options.decode_max_tokens: expected an integer like the default 256, got 12.5"),
+     "categories.moe_fused.options.decode_max_tokens: expected an integer like the default "
+     f"{FUSED_DEFAULTS['decode_max_tokens']}, got 12.5"),
     ("[categories.moe_fused.options]\nroofline_plot = 1\n",
-     "categories.moe_fused.options.roofline_plot: expected a boolean like the default True, got 1"),
-    ("[categories.moe_fused.options]\nskew_cov = true\n",
-     "categories.moe_fused.options.skew_cov: expected a number like the default 0.25, got True"),
+     "categories.moe_fused.options.roofline_plot: expected a boolean like the default "
+     f"{FUSED_DEFAULTS['roofline_plot']}, got 1"),
+    ("[categories.moe_fused.options]\nrouting_noise_pct = true\n",
+     "categories.moe_fused.options.routing_noise_pct: expected a number like the default "
+     f"{FUSED_DEFAULTS['routing_noise_pct']}, got True"),
+    ("[categories.moe_fused.options]\nreplay_below_pct = '50'\n",
+     "categories.moe_fused.options.replay_below_pct: expected a number like the default "
+     f"{FUSED_DEFAULTS['replay_below_pct']}, got '50'"),
     ("[categories.moe_fused]\nenabled = 'no'\n",
      "categories.moe_fused.enabled: expected a boolean, got 'no'"),
     ("[categories.moe_fused]\nenable = false\n",
@@ -182,19 +172,10 @@ def test_each_config_source_decides_the_enabled_state_in_precedence_order(tmp_pa
         setting = load_settings(categories, flag, environ)["moe_fused"]
         return setting.enabled, setting.enabled_source
 
-    assert state(None, {}) == (True, "default (plugin.toml)")
+    assert state(None, {}) == (True, DEFAULT_SOURCE)
     cwd_config = write(tmp_path / "jarvis.toml", off)
     assert state(None, {}) == (False, f"config: {cwd_config}")
     env_config = write(tmp_path / "env.toml", on)
     assert state(None, {"JARVIS_CONFIG": str(env_config)}) == (True, f"config: {env_config}")
     flag_config = write(tmp_path / "flag.toml", off)
     assert state(flag_config, {"JARVIS_CONFIG": str(env_config)}) == (False, f"config: {flag_config}")
-
-
-def test_every_manifest_option_is_documented_with_its_default():
-    options = read_manifest(REPO_ROOT / "plugin.toml").options
-    documented = (REPO_ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-
-    for key, default in options.items():
-        shown = str(default).lower() if isinstance(default, bool) else str(default)
-        assert f"| `{key}` | {shown} |" in documented, key

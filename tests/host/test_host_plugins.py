@@ -1,19 +1,24 @@
 """Plugin discovery and loading: entry points, broken plugins, name clashes,
-JARVIS_LOAD_PLUGINS, and the jarvis-moe plugin itself."""
+JARVIS_LOAD_PLUGINS, registration by keyword arguments with either hook marker,
+and the jarvis-moe plugin itself."""
 
 from __future__ import annotations
 
 import inspect
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pluggy
 import pytest
 
-from jarvis_moe import plugin
+from jarvis_moe import plugin, run
 from jarvis_moe.host import hookspecs
-from jarvis_moe.host.category import Category, CategoryResult, Status
+from jarvis_moe.host.category import Status
+from jarvis_moe.host.config import resolve_settings
 from jarvis_moe.host.plugins import PluginConflictError, load_registry, normalise_name
+from jarvis_moe.host.runner import run_category, run_categories
+from jarvis_moe.manifest import load_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,21 +28,36 @@ import a_module_that_is_not_installed
 
 REGISTER_ERROR_PLUGIN = """
 from jarvis_moe.host import hookimpl
-from jarvis_moe.host.category import Category
 
 @hookimpl
 def jarvis_register_categories(register):
-    register(Category(name="half_done", description="", inputs=(), outputs=(),
-                      analyse=lambda *a, **k: None))
+    register(name="half_done", description="", inputs=(), outputs=(), analyse=lambda *a, **k: None)
     raise RuntimeError("manifest went missing")
 """
 
+# The registration call of the old host API: one positional object.
 WRONG_OBJECT_PLUGIN = """
 from jarvis_moe.host import hookimpl
 
 @hookimpl
 def jarvis_register_categories(register):
     register({"name": "not_a_category"})
+"""
+
+NOT_CALLABLE_PLUGIN = """
+from jarvis_moe.host import hookimpl
+
+@hookimpl
+def jarvis_register_categories(register):
+    register(name="lazy_cat", description="", inputs=(), outputs=(), analyse="module:function")
+"""
+
+BAD_NAME_PLUGIN = """
+from jarvis_moe.host import hookimpl
+
+@hookimpl
+def jarvis_register_categories(register):
+    register(name=" spaced ", description="", inputs=(), outputs=(), analyse=print)
 """
 
 MISSPELT_HOOK_PLUGIN = """
@@ -53,8 +73,9 @@ def only(*names: str) -> dict[str, str]:
     return {"JARVIS_LOAD_PLUGINS": ",".join(names)}
 
 
-def test_installed_distribution_is_discovered_through_its_entry_point(fake_site, good_plugin):
-    fake_site.add("fake-good", good_plugin("fake_cat"), version="2.3")
+@pytest.mark.parametrize("marker", ["host", "own"])
+def test_installed_distribution_is_discovered_through_its_entry_point(fake_site, good_plugin, marker):
+    fake_site.add("fake-good", good_plugin("fake_cat", marker=marker), version="2.3")
 
     registry = load_registry(environ=only("fake-good"))
 
@@ -93,13 +114,61 @@ def test_plugin_raising_while_registering_is_set_aside_with_nothing_registered(
     assert "fake-raises" in warnings_seen[0]
 
 
-def test_registering_something_that_is_not_a_category_breaks_only_that_plugin(fake_site, warnings_seen):
+def test_registering_without_the_keyword_arguments_breaks_only_that_plugin(
+        fake_site, good_plugin, warnings_seen):
+    fake_site.add("fake-good", good_plugin("fake_cat"))
     fake_site.add("fake-wrong", WRONG_OBJECT_PLUGIN)
 
-    registry = load_registry(environ=only("fake-wrong"), warn=warnings_seen.append)
+    registry = load_registry(environ=only("fake-good", "fake-wrong"), warn=warnings_seen.append)
+
+    assert list(registry.categories) == ["fake_cat"]
+    assert [b.plugin.distribution for b in registry.broken] == ["fake-wrong"]
+    assert registry.broken[0].error.startswith("TypeError: ")
+    assert "description" in registry.broken[0].error and "analyse" in registry.broken[0].error
+    assert len(warnings_seen) == 1 and "fake-wrong" in warnings_seen[0]
+
+
+@pytest.mark.parametrize(("source", "error"), [
+    (NOT_CALLABLE_PLUGIN, "TypeError: category 'lazy_cat': analyse is not callable"),
+    (BAD_NAME_PLUGIN, "ValueError: invalid category name ' spaced '"),
+])
+def test_registering_an_invalid_category_breaks_only_that_plugin(fake_site, warnings_seen, source, error):
+    fake_site.add("fake-invalid", source)
+
+    registry = load_registry(environ=only("fake-invalid"), warn=warnings_seen.append)
 
     assert registry.categories == {}
-    assert "expects a Category, got dict" in registry.broken[0].error
+    assert registry.broken[0].error == error
+    assert len(warnings_seen) == 1
+
+
+def test_plugin_module_importing_nothing_from_the_host_registers_and_runs(fake_site, good_plugin, output_dir):
+    module = fake_site.add("fake-own", good_plugin("own_cat", marker="own", enabled=False,
+                                                   options={"limit": 3, "label": "x"}))
+    source = (fake_site.root / f"{module}.py").read_text(encoding="utf-8")
+    assert "jarvis_moe" not in source
+
+    registry = load_registry(environ=only("fake-own"), strict=True)
+
+    category = registry.categories["own_cat"]
+    assert (category.plugin, category.description) == ("fake-own", "fake own_cat")
+    assert (category.inputs, category.outputs) == (("in.csv",), ("out.md",))
+    assert category.enabled_by_default is False
+    assert dict(category.default_options) == {"limit": 3, "label": "x"}
+    settings = resolve_settings(registry.categories, None)
+    [outcome] = run_categories(output_dir, registry.categories, settings, run_disabled=True)
+    assert outcome.result.status is Status.OK
+    assert outcome.summary() == "own_cat: OK - scope=standalone options=[('label', 'x'), ('limit', 3)]"
+
+
+def test_both_markers_are_the_same_hook_for_the_host(fake_site, good_plugin):
+    fake_site.add("fake-host", good_plugin("host_cat", marker="host"))
+    fake_site.add("fake-own", good_plugin("own_cat", marker="own"))
+
+    registry = load_registry(environ=only("fake-host", "fake-own"), strict=True)
+
+    assert {name: c.plugin for name, c in registry.categories.items()} == {
+        "host_cat": "fake-host", "own_cat": "fake-own"}
 
 
 def test_strict_mode_reraises_the_plugin_failure(fake_site):
@@ -132,6 +201,13 @@ def test_same_category_from_two_plugins_is_an_error_naming_both(fake_site, good_
     assert "'shared_cat'" in message
     assert "fake-first 1.0" in message and "fake-second 4.2" in message
     assert "JARVIS_LOAD_PLUGINS" in message
+
+
+def test_same_category_registered_twice_by_one_plugin_is_an_error(fake_site, good_plugin):
+    fake_site.add("fake-twice", good_plugin("dup_cat", "dup_cat"), version="1.1")
+
+    with pytest.raises(PluginConflictError, match="'dup_cat' is registered by more than one plugin"):
+        load_registry(environ=only("fake-twice"))
 
 
 def test_load_plugins_env_loads_only_the_named_distributions(fake_site, good_plugin):
@@ -185,27 +261,48 @@ def test_normalise_name_follows_pep_503():
 
 
 def test_jarvis_moe_registers_both_categories_from_its_manifest():
-    registered: list[Category] = []
+    registered: list[dict] = []
 
-    plugin.jarvis_register_categories(registered.append)
+    # The host calls register with keyword arguments only.
+    plugin.jarvis_register_categories(lambda **kwargs: registered.append(kwargs))
 
-    by_name = {c.name: c for c in registered}
-    assert sorted(by_name) == ["moe_fused", "moe_unfused"]
-    fused = by_name["moe_fused"]
-    assert fused.enabled_by_default is True
-    assert fused.outputs[0] == "category_findings/moe_fused_findings.md"
-    assert "category_data/moe_fused_ops.csv" in fused.inputs
-    assert fused.default_options["anomaly_pct"] == 110.0
-    assert fused.default_options["decode_max_tokens"] == 256
+    manifest = load_manifest()
+    raw = tomllib.loads((REPO_ROOT / "plugin.toml").read_text(encoding="utf-8"))
+    by_name = {c["name"]: c for c in registered}
+    assert sorted(by_name) == sorted(raw["categories"]) == ["moe_fused", "moe_unfused"]
+    for name, kwargs in by_name.items():
+        spec = manifest.categories[name]
+        assert set(kwargs) == {"name", "description", "inputs", "outputs", "analyse", "enabled", "options"}
+        assert (kwargs["description"], kwargs["enabled"]) == (spec.description, spec.enabled)
+        assert list(kwargs["inputs"]) == raw["categories"][name]["inputs"]
+        assert list(kwargs["outputs"]) == raw["categories"][name]["outputs"]
+        assert kwargs["outputs"][0] == f"category_findings/{name}_findings.md"
+        assert kwargs["options"] == raw["options"]
+        assert isinstance(kwargs["analyse"], plugin.LazyAnalyser) and kwargs["analyse"].category == name
+    # The options added with the replay and lever findings come from plugin.toml too.
+    assert {"routing_noise_pct", "sibling_gap_ratio", "lever_min_pct", "replay_below_pct"} <= set(
+        by_name["moe_fused"]["options"])
 
 
-def test_default_options_are_a_fresh_copy_of_the_manifest_defaults():
-    options = plugin.default_options("moe_unfused")
-    options["skew_cov"] = 9.0
+def test_host_builds_the_jarvis_moe_categories_from_what_the_plugin_registers(moe_registry):
+    manifest = load_manifest()
 
-    assert plugin.default_options("moe_unfused")["skew_cov"] == 0.25
-    with pytest.raises(KeyError, match="moe_fusd"):
-        plugin.default_options("moe_fusd")
+    for name, category in moe_registry.categories.items():
+        spec = manifest.categories[name]
+        assert (category.inputs, category.outputs) == (spec.inputs, spec.outputs)
+        assert category.enabled_by_default is spec.enabled
+        assert dict(category.default_options) == dict(spec.options)
+        assert category.plugin == "jarvis-moe"
+
+
+def test_jarvis_moe_plugin_imports_nothing_from_the_host(run_python):
+    code = ("import sys, jarvis_moe.plugin as p; p.jarvis_register_categories(lambda **kw: None); "
+            "print(sorted(m for m in sys.modules if m.startswith('jarvis_moe.host')))")
+
+    completed = run_python(["-c", code])
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"
 
 
 def test_installed_jarvis_moe_is_found_through_its_entry_point(clean_env):
@@ -219,38 +316,51 @@ def test_installed_jarvis_moe_is_found_through_its_entry_point(clean_env):
 
 
 def test_analyser_imports_the_engine_only_when_called(fake_engine):
-    engine = fake_engine(CategoryResult(Status.NO_DATA, "nothing"))
+    engine = fake_engine(run.AnalysisResult(run.Status.NO_DATA, "nothing"))
     analyse = plugin.LazyAnalyser("moe_unfused")
 
-    result = analyse(Path("/data/out"), scope="comparative", options={"skew_cov": 0.5})
+    result = analyse(Path("/data/out"), scope="comparative", options={"routing_noise_pct": 12.5})
 
-    assert result == CategoryResult(Status.NO_DATA, "nothing")
+    assert result == run.AnalysisResult(run.Status.NO_DATA, "nothing")
     assert engine.calls == [{"output_dir": Path("/data/out"), "category": "moe_unfused",
-                             "scope": "comparative", "options": {"skew_cov": 0.5}}]
+                             "scope": "comparative", "options": {"routing_noise_pct": 12.5}}]
 
 
-def test_analyser_turns_an_engine_exception_into_an_internal_error(fake_engine, capsys, monkeypatch):
+def test_host_reads_the_plugin_result_type(fake_engine, moe_registry, tmp_path):
+    fake_engine(run.AnalysisResult(run.Status.OK, "2 findings", (tmp_path / "a.md",), ("odd row",)))
+
+    result = run_category(moe_registry.categories["moe_fused"], tmp_path, "standalone", {})
+
+    assert result.status is Status.OK
+    assert (result.message, result.outputs, result.warnings) == ("2 findings", (tmp_path / "a.md",), ("odd row",))
+    assert result.exit_code == 0
+
+
+def test_engine_exception_becomes_an_internal_error_in_the_host(fake_engine, moe_registry, capsys, monkeypatch,
+                                                               tmp_path):
     monkeypatch.delenv("JARVIS_DEBUG", raising=False)
     fake_engine(ZeroDivisionError("peak is zero"))
 
-    result = plugin.LazyAnalyser("moe_fused")(Path("."), scope="standalone", options={})
+    result = run_category(moe_registry.categories["moe_fused"], tmp_path, "standalone", {})
 
-    assert result.status is Status.ERROR and result.internal_error
+    assert result.status is Status.ERROR and result.internal_error and result.exit_code == 1
     assert "ZeroDivisionError: peak is zero" in result.message
     assert capsys.readouterr().err == ""
 
 
-def test_jarvis_debug_prints_the_traceback_of_an_engine_exception(fake_engine, capsys, monkeypatch):
+def test_jarvis_debug_prints_the_traceback_of_an_engine_exception(fake_engine, moe_registry, capsys,
+                                                                  monkeypatch, tmp_path):
     monkeypatch.setenv("JARVIS_DEBUG", "1")
     fake_engine(ZeroDivisionError("peak is zero"))
 
-    plugin.LazyAnalyser("moe_fused")(Path("."), scope="standalone", options={})
+    run_category(moe_registry.categories["moe_fused"], tmp_path, "standalone", {})
 
-    assert "Traceback" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError: peak is zero" in err
 
 
 def test_plugin_module_imports_no_analysis_engine(run_python):
-    code = ("import sys, jarvis_moe.plugin as p; p.jarvis_register_categories(lambda c: None); "
+    code = ("import sys, jarvis_moe.plugin as p; p.jarvis_register_categories(lambda **kw: None); "
             "print(sorted(m for m in ('polars', 'pydantic', 'jarvis_moe.run') if m in sys.modules))")
 
     completed = run_python(["-c", code])

@@ -3,21 +3,27 @@ analyser failures and exit codes."""
 
 from __future__ import annotations
 
+import enum
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Mapping
 
 import pytest
 
+from jarvis_moe import run
 from jarvis_moe.host.category import Category, CategoryResult, Status
 from jarvis_moe.host.config import CategorySettings, resolve_settings
 from jarvis_moe.host.runner import (
     CategoryOutcome,
     UsageError,
     exit_code,
+    check_output_dir,
     resolve_scope,
     run_categories,
 )
+
+from .helpers import make_output_dir, tree
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,43 +104,43 @@ def test_every_enabled_category_runs_with_its_options_and_scope(tmp_path):
     assert exit_code(outcomes) == 0
 
 
-def test_disabled_category_is_skipped_and_says_by_what(tmp_path):
+def test_disabled_category_is_skipped_and_says_by_what(output_dir):
     analyse = Recorder(CategoryResult(Status.OK))
     categories = {"a_cat": category("a_cat", analyse)}
     settings = {"a_cat": CategorySettings(False, "config: /home/me/jarvis.toml", {})}
 
-    outcomes = run_categories(tmp_path, categories, settings, names=["a_cat"])
+    outcomes = run_categories(output_dir, categories, settings, names=["a_cat"])
 
     assert analyse.calls == []
     assert outcomes[0].summary() == "a_cat: skipped (disabled by config: /home/me/jarvis.toml)"
     assert exit_code(outcomes) == 0
 
 
-def test_disabled_category_runs_when_explicitly_requested(tmp_path):
+def test_disabled_category_runs_when_explicitly_requested(output_dir):
     analyse = Recorder(CategoryResult(Status.OK))
     categories = {"a_cat": category("a_cat", analyse, enabled=False)}
 
-    run_categories(tmp_path, categories, resolve_settings(categories, None), run_disabled=True)
+    run_categories(output_dir, categories, resolve_settings(categories, None), run_disabled=True)
 
     assert len(analyse.calls) == 1
 
 
-def test_only_the_named_categories_run(tmp_path):
+def test_only_the_named_categories_run(output_dir):
     chosen, other = Recorder(CategoryResult(Status.OK)), Recorder(CategoryResult(Status.OK))
     categories = {"a_cat": category("a_cat", chosen), "b_cat": category("b_cat", other)}
 
-    outcomes = run_categories(tmp_path, categories, resolve_settings(categories, None),
+    outcomes = run_categories(output_dir, categories, resolve_settings(categories, None),
                               names=["a_cat", "a_cat"])
 
     assert [o.name for o in outcomes] == ["a_cat"]
     assert len(chosen.calls) == 1 and other.calls == []
 
 
-def test_unknown_category_is_an_error_listing_known_names(tmp_path):
+def test_unknown_category_is_an_error_listing_known_names(output_dir):
     categories = {"a_cat": category("a_cat", Recorder(None)), "b_cat": category("b_cat", Recorder(None))}
 
     with pytest.raises(UsageError, match=r"unknown category 'c_cat' \(known: a_cat, b_cat\)"):
-        run_categories(tmp_path, categories, resolve_settings(categories, None), names=["c_cat"])
+        run_categories(output_dir, categories, resolve_settings(categories, None), names=["c_cat"])
 
 
 def test_missing_output_directory_is_an_error(tmp_path):
@@ -149,12 +155,12 @@ def test_output_directory_that_is_a_file_is_an_error(tmp_path):
         run_categories(tmp_path / "file", {}, {})
 
 
-def test_analyser_that_raises_becomes_an_internal_error_and_others_still_run(tmp_path, capsys, monkeypatch):
+def test_analyser_that_raises_becomes_an_internal_error_and_others_still_run(output_dir, capsys, monkeypatch):
     monkeypatch.setenv("JARVIS_DEBUG", "1")
     healthy = Recorder(CategoryResult(Status.OK))
     categories = {"a_cat": category("a_cat", Recorder(KeyError("oops"))), "b_cat": category("b_cat", healthy)}
 
-    outcomes = run_categories(tmp_path, categories, resolve_settings(categories, None))
+    outcomes = run_categories(output_dir, categories, resolve_settings(categories, None))
 
     assert outcomes[0].result.internal_error
     assert outcomes[0].summary() == (
@@ -164,23 +170,113 @@ def test_analyser_that_raises_becomes_an_internal_error_and_others_still_run(tmp
     assert "Traceback" in capsys.readouterr().err
 
 
-def test_status_line_stays_one_line_whatever_the_message(tmp_path):
+def test_status_line_stays_one_line_whatever_the_message(output_dir):
     message = "bad column 'x\nmoe_unfused: OK'\r\n in ops.csv"
     categories = {"a_cat": category("a_cat", Recorder(CategoryResult(Status.ERROR, message)))}
 
-    outcomes = run_categories(tmp_path, categories, resolve_settings(categories, None))
+    outcomes = run_categories(output_dir, categories, resolve_settings(categories, None))
 
     assert outcomes[0].summary() == "a_cat: ERROR - bad column 'x moe_unfused: OK' in ops.csv"
     assert exit_code(outcomes) == 2
 
 
-def test_analyser_returning_something_else_is_an_internal_error(tmp_path):
+class OtherStatus(enum.Enum):
+    """A plugin's own status enum: only its value matters to the host."""
+
+    NO_DATA = "NO_DATA"
+
+
+@pytest.mark.parametrize(("returned", "expected"), [
+    (SimpleNamespace(status="OK", message="plain"), CategoryResult(Status.OK, "plain")),
+    (SimpleNamespace(status="ERROR", message="row 3", outputs=["x.md"], warnings=["w"], internal_error=False),
+     CategoryResult(Status.ERROR, "row 3", (Path("x.md"),), ("w",))),
+    (SimpleNamespace(status=OtherStatus.NO_DATA), CategoryResult(Status.NO_DATA)),
+    (run.AnalysisResult(run.Status.ERROR, "bug", internal_error=True),
+     CategoryResult(Status.ERROR, "bug", internal_error=True)),
+    (CategoryResult(Status.OK, "host type"), CategoryResult(Status.OK, "host type")),
+])
+def test_analyser_may_return_any_object_with_a_status(output_dir, returned, expected):
+    categories = {"a_cat": category("a_cat", Recorder(returned))}
+
+    [outcome] = run_categories(output_dir, categories, resolve_settings(categories, None))
+
+    assert outcome.result == expected
+    assert outcome.exit_code == expected.exit_code
+
+
+@pytest.mark.parametrize("returned", [
+    "OK",
+    None,
+    {"status": "OK"},
+    SimpleNamespace(message="no status"),
+    SimpleNamespace(status="ok"),
+    SimpleNamespace(status="DONE"),
+    SimpleNamespace(status=["OK"]),
+    SimpleNamespace(status="OK", outputs=5),
+])
+def test_analyser_returning_garbage_is_an_internal_error_and_others_still_run(output_dir, returned):
+    healthy = Recorder(CategoryResult(Status.OK))
+    categories = {"a_cat": category("a_cat", Recorder(returned)), "b_cat": category("b_cat", healthy)}
+
+    outcomes = run_categories(output_dir, categories, resolve_settings(categories, None))
+
+    result = outcomes[0].result
+    assert result.status is Status.ERROR and result.internal_error
+    assert result.message.startswith("internal error in demo-plugin 1.0: ")
+    assert outcomes[0].summary().startswith("a_cat: ERROR (internal error) - ")
+    assert outcomes[1].result.status is Status.OK
+    assert exit_code(outcomes) == 1
+
+
+def test_garbage_result_message_names_the_returned_type(output_dir):
     categories = {"a_cat": category("a_cat", Recorder("OK"))}
 
-    outcomes = run_categories(tmp_path, categories, resolve_settings(categories, None))
+    [outcome] = run_categories(output_dir, categories, resolve_settings(categories, None))
 
-    assert outcomes[0].result.internal_error
-    assert "returned str, not a CategoryResult" in outcomes[0].result.message
+    assert "returned str without a status of OK, NO_DATA, ERROR" in outcome.result.message
+
+
+def test_analyser_raising_type_error_is_reported_like_any_other_exception(output_dir, capsys, monkeypatch):
+    # A TypeError inside the analyser is a bug like any other: its type is
+    # named and JARVIS_DEBUG prints its traceback.
+    monkeypatch.setenv("JARVIS_DEBUG", "1")
+    categories = {"a_cat": category("a_cat", Recorder(TypeError("unsupported operand")))}
+
+    [outcome] = run_categories(output_dir, categories, resolve_settings(categories, None))
+
+    assert outcome.result.internal_error
+    assert outcome.result.message == "internal error in demo-plugin 1.0: TypeError: unsupported operand"
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_analyser_exception_prints_no_traceback_without_jarvis_debug(output_dir, capsys, monkeypatch):
+    monkeypatch.delenv("JARVIS_DEBUG", raising=False)
+    categories = {"a_cat": category("a_cat", Recorder(KeyError("oops")))}
+
+    [outcome] = run_categories(output_dir, categories, resolve_settings(categories, None))
+
+    assert outcome.result.internal_error
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("subdirs", [("category_data",), ("metadata",), ("category_data", "metadata")])
+def test_output_directory_needs_category_data_or_metadata(tmp_path, subdirs):
+    directory = make_output_dir(tmp_path / "out", *subdirs)
+
+    assert check_output_dir(directory) == directory
+
+
+def test_folder_that_is_not_an_output_directory_is_refused_and_left_untouched(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    (tmp_path / "category_findings").mkdir()
+    analyse = Recorder(CategoryResult(Status.OK))
+    categories = {"a_cat": category("a_cat", analyse)}
+
+    with pytest.raises(UsageError, match=r"has neither category_data/ nor metadata/.*check the path"):
+        run_categories(tmp_path, categories, resolve_settings(categories, None))
+
+    assert analyse.calls == []
+    assert tree(tmp_path) == ["category_findings", "notes.txt"]
 
 
 OK = CategoryResult(Status.OK)

@@ -23,7 +23,7 @@ TITLE = "MoE Analysis Summary"
 RECOMMENDATIONS = "Recommendations"
 DETAILED = "Detailed Analysis"
 READER_SECTIONS = frozenset({
-    "Overview", "Operations", "Routing and Load Balance", "MoE Layer Structure", "Fusion Payoff",
+    "Overview", "Operations", "Routing and Load Balance", "MoE Layer Structure",
     "Warnings", "Optimisation Paths", "What This Trace Cannot Show", "Additional Notes",
 })
 STANDALONE_COLUMNS = ("Operation", "Args", "Kernel Path", "Kernel Name", "Time (ms)", "%E2E",

@@ -11,6 +11,7 @@ do not depend on routing, only the weight bytes do.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import re
 import warnings
@@ -20,6 +21,11 @@ from typing import Any, Mapping
 from jarvis_moe.output import OutputError, write_bytes_atomic
 
 _BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+
+
+def available() -> bool:
+    """Whether matplotlib (the ``plot`` extra) is installed."""
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _num(value: Any) -> float | None:

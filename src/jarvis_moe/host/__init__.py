@@ -1,7 +1,9 @@
-"""The Jarvis host: hook markers only, so plugins import them without cycles.
+"""The bundled reference host: hook markers, plugin discovery, user config, the ``jarvis`` command.
 
-A plugin writes ``from jarvis_moe.host import hookimpl`` and decorates its
-``jarvis_register_categories`` implementation with it.
+The real pipeline can replace it without touching any plugin: a plugin
+implements ``jarvis_register_categories`` with its own
+``pluggy.HookimplMarker("jarvis")`` (or imports :data:`hookimpl` from here,
+as a convenience) and needs nothing else from this package.
 """
 
 import pluggy

@@ -42,6 +42,33 @@ class CategoryResult:
             return 0
         return 1 if self.internal_error else 2
 
+    @classmethod
+    def from_returned(cls, returned: Any) -> "CategoryResult":
+        """The host's record of what an analyser returned.
+
+        Plugins return their own plain object (they import nothing from the
+        host): anything with a ``status`` of ``OK``/``NO_DATA``/``ERROR``
+        (or an enum whose value is one), and optionally ``message``,
+        ``outputs``, ``warnings`` and ``internal_error``.
+
+        :raises TypeError: when ``returned`` has no usable status.
+        """
+        if isinstance(returned, cls):
+            return returned
+        status = getattr(returned, "status", None)
+        status = getattr(status, "value", status)
+        try:
+            parsed = Status(status)
+        except ValueError:
+            raise TypeError(f"analyser returned {type(returned).__name__} without a status of "
+                            f"{', '.join(s.value for s in Status)}") from None
+        return cls(
+            parsed, str(getattr(returned, "message", "") or ""),
+            tuple(Path(p) for p in getattr(returned, "outputs", ()) or ()),
+            tuple(str(w) for w in getattr(returned, "warnings", ()) or ()),
+            bool(getattr(returned, "internal_error", False)),
+        )
+
 
 class Analyser(Protocol):
     """The callable a category provides.

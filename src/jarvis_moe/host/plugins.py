@@ -112,9 +112,17 @@ def _collect_categories(pm: pluggy.PluginManager, plugin: object, info: PluginIn
     """Call one plugin's ``jarvis_register_categories`` and return what it registered."""
     registered: list[Category] = []
 
-    def register(category: Category) -> None:
-        if not isinstance(category, Category):
-            raise TypeError(f"register() expects a Category, got {type(category).__name__}")
+    def register(name: str, *, description: str, inputs: Iterable[str], outputs: Iterable[str],
+                 analyse: Any, enabled: bool = True, options: Mapping[str, Any] | None = None) -> None:
+        for label, paths in (("inputs", inputs), ("outputs", outputs)):
+            if isinstance(paths, str) or not all(isinstance(p, str) for p in paths):
+                raise TypeError(f"category {name!r}: {label} must be a list of paths, got {paths!r}")
+        if not isinstance(enabled, bool):
+            raise TypeError(f"category {name!r}: enabled must be true or false, got {enabled!r}")
+        if options is not None and not isinstance(options, Mapping):
+            raise TypeError(f"category {name!r}: options must be a table, got {type(options).__name__}")
+        category = Category(name=name, description=description, inputs=tuple(inputs), outputs=tuple(outputs),
+                            analyse=analyse, enabled_by_default=enabled, default_options=dict(options or {}))
         if not category.name or not isinstance(category.name, str) or category.name != category.name.strip():
             raise ValueError(f"invalid category name {category.name!r}")
         if not callable(category.analyse):

@@ -102,17 +102,22 @@ def resolve_scope(output_dir: Path, explicit: str | None = None,
 
 
 def check_output_dir(output_dir: Path) -> Path:
-    """Make sure the output directory exists.
+    """Make sure the output directory exists and is one the pipeline wrote.
 
     :param output_dir: the directory given by the user.
     :return: the same path.
-    :raises UsageError: when it does not exist or is not a directory.
+    :raises UsageError: when it does not exist, is not a directory, or has
+        neither ``category_data/`` nor ``metadata/`` (a wrong path: running
+        there would report every category missing and create folders in it).
     """
     path = Path(output_dir)
     if not path.exists():
         raise UsageError(f"output directory {str(path)!r} does not exist")
     if not path.is_dir():
         raise UsageError(f"output directory {str(path)!r} is not a directory")
+    if not (path / "category_data").is_dir() and not (path / "metadata").is_dir():
+        raise UsageError(f"{str(path)!r} has neither category_data/ nor metadata/: it is not an analysis "
+                         "output directory of the pipeline (check the path)")
     return path
 
 
@@ -146,7 +151,7 @@ def run_category(category: Category, output_dir: Path, scope: str,
     """
     owner = f"{category.plugin} {category.version}".strip() or "unknown plugin"
     try:
-        result = category.analyse(output_dir, scope=scope, options=dict(options))
+        returned = category.analyse(output_dir, scope=scope, options=dict(options))
     except Exception as exc:
         # A plugin bug must not take the other categories down with it.
         # JARVIS_DEBUG asks for the traceback a bug report needs.
@@ -154,13 +159,14 @@ def run_category(category: Category, output_dir: Path, scope: str,
             traceback.print_exc(file=sys.stderr)
         return CategoryResult(Status.ERROR, f"internal error in {owner}: {type(exc).__name__}: {exc}",
                               internal_error=True)
-    if not isinstance(result, CategoryResult):
-        return CategoryResult(
-            Status.ERROR,
-            f"internal error in {owner}: analyser returned {type(result).__name__}, not a CategoryResult",
-            internal_error=True,
-        )
-    return result
+    try:
+        return CategoryResult.from_returned(returned)
+    except Exception as exc:
+        # It ran, but returned nothing the host can read: a plugin bug too.
+        # Kept apart from the call above so that a TypeError raised inside
+        # the analyser is still named and traced like any other exception.
+        detail = str(exc) if isinstance(exc, TypeError) else f"{type(exc).__name__}: {exc}"
+        return CategoryResult(Status.ERROR, f"internal error in {owner}: {detail}", internal_error=True)
 
 
 def run_categories(

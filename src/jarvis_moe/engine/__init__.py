@@ -1,0 +1,1 @@
+"""The analysis engine: input files in, typed metrics out (contract → load → figures → MoE model → impact → metrics)."""

@@ -1,0 +1,111 @@
+"""Assemble the typed metrics of one category from its validated inputs.
+
+The flow: column-wise figures of every row (:mod:`figures`), impact estimates
+and ranked findings (:mod:`impact`), then the listed rows one by one — the
+largest ops and every finding's members — with their MoE model
+(:mod:`operations`), then the category-wide figures (:mod:`category`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import polars as pl
+
+from jarvis_moe.engine import category as cat
+from jarvis_moe.engine import impact
+from jarvis_moe.engine.figures import category_figures, op_figures
+from jarvis_moe.engine.load import Inputs
+from jarvis_moe.engine.moe_figures import Context
+from jarvis_moe.engine.operations import estimate_record, grouped_warnings, operation, prepare, report_rows
+from jarvis_moe.metrics import CategorySpecific, Finding, ImpactEstimate, MetricsOk
+
+_ESTIMATE_INPUT = ("name", "time_us", "time_ms", "efficiency", "is_anomaly", "bound", "library", "pct_total")
+_RECORD_COLUMNS = ("idx", "name", "type", "estimate_method", "impact_score", "impact_score_low",
+                   "impact_score_high", "efficiency", "bound", "library", "time_ms", "pct_total")
+
+
+def measurement_noise(figures: pl.DataFrame, options: Mapping[str, Any]) -> float:
+    """Relative spread of call durations that is not routing: (max − min) / median.
+
+    Compute-bound MoE calls do the same matrix work whatever the routing, so
+    their spread is the noise the trace shows: the median over such ops
+    with enough calls, never below the option ``routing_noise_pct``.
+    """
+    floor = float(options["routing_noise_pct"]) / 100.0
+    needed = ("Kernel Time (µs)_min", "Kernel Time (µs)_median", "Kernel Time (µs)_max")
+    if not all(c in figures.columns for c in needed):
+        return floor
+    spread = figures.filter(
+        (pl.col("bound") == "compute") & (pl.col("count") >= int(options["skew_min_count"]))
+        & (pl.col(needed[1]) > 0)
+    ).select(((pl.col(needed[2]) - pl.col(needed[0])) / pl.col(needed[1])).median()).item()
+    return max(floor, float(spread)) if spread is not None else floor
+
+
+def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping[str, Any],
+                  generated_by: str) -> MetricsOk:
+    """The metrics of a category whose CSV has rows (status OK)."""
+    meta = inputs.metadata
+    figures = op_figures(inputs.frame, meta, scope=scope, options=options)
+    e2e = meta.e2e_time_ms
+    if scope == "comparative" and figures.get_column("t2_us").is_null().all():
+        inputs.warnings.append(
+            "comparative scope, but the ops CSV has no trace-2 times ('delta_us (trace2 - trace1)' or "
+            "'speedup (trace2/trace1)'): no op can be compared and no finding is ranked; rerun with "
+            "--comparison-scope standalone")
+    # Only the columns the estimates read: their filters and sorts move a
+    # few narrow columns, not every figure.
+    est = impact.estimates(figures.select(_ESTIMATE_INPUT), scope=scope, e2e_ms=e2e)
+    groups = impact.findings(est, max_members=int(options["max_finding_members"]))
+
+    cap = int(options["max_operations_listed"])
+    listed = list(range(min(figures.height, cap)))
+    listed += sorted({i for g in groups for i in g["members"]} - set(listed))
+    position = {idx: pos for pos, idx in enumerate(listed)}
+    ctx = Context(peak_tbs=meta.peak_hbm_bw_tbs, noise=measurement_noise(figures, options), options=options)
+    max_chain = int(options["max_call_chain_ops"])
+    items = prepare(report_rows(figures, inputs.frame, listed))
+    operations = [operation(item, scope=scope, ctx=ctx, with_call_chain=pos < max_chain)
+                  for pos, item in enumerate(items)]
+
+    # Records only for the estimates the JSON shows: a 100 000-row input has
+    # as many estimates, and the JSON lists the capped head of them.
+    capped = est.head(cap).get_column("idx").to_list()
+    wanted = set(capped) | {i for g in groups for i in g["members"]}
+    shown = est.filter(pl.col("idx").is_in(sorted(wanted))).select(_RECORD_COLUMNS)
+    records = {r["idx"]: estimate_record(r, category) for r in shown.iter_rows(named=True)}
+    findings = [Finding(**{**g, "members": [ImpactEstimate(**records[i], op_index=position.get(i))
+                                            for i in g["members"]]}) for g in groups]
+    estimates = [ImpactEstimate(**records[i], op_index=position.get(i)) for i in capped]
+
+    figures_cat = category_figures(figures, meta)
+    pct = figures_cat["percent_of_compute"] if e2e else None
+    pairs = cat.pipelines(operations, meta.peak_hbm_bw_tbs, e2e)
+    peaks = meta.compute_peaks()
+    specific = CategorySpecific(
+        peak_maf_tflops=_peak(peaks.get("matrix_bf16", meta.peak_bf16_maf_tflops)),
+        peak_hbm_bw_tbs=_peak(meta.peak_hbm_bw_tbs),
+        significance=cat.significance(pct, float(options["significance_band_low_pct"]),
+                                      float(options["significance_band_high_pct"])),
+        layer_structure=cat.layer_structure(operations, inputs.tree, max_chain),
+        phase_split=cat.phase_split(figures, int(options["decode_max_tokens"])),
+        fusion_payoff=cat.fusion_payoff(pairs, e2e) if category == "moe_unfused" else None,
+        levers=cat.levers(operations, pairs, meta, e2e, float(options["sibling_gap_ratio"])),
+        limits=list(cat.LIMITS),
+    )
+    return MetricsOk(
+        category=category, status="OK", comparison_scope=scope, generated_by=generated_by, **figures_cat,
+        e2e_time_ms=None if e2e is None else round(e2e, 3), platform=meta.platform,
+        operations_total=figures.height, operations_omitted=figures.height - len(operations),
+        operations=operations, category_specific=specific, impact_estimates=estimates,
+        impact_estimates_total=est.height, category_findings=findings,
+        warnings=list(inputs.warnings) + grouped_warnings(operations), input_warnings=list(inputs.warnings),
+        options=dict(options),
+    )
+
+
+def _peak(value: float | None) -> float | None:
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() else value

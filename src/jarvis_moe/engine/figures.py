@@ -1,0 +1,304 @@
+"""The shared per-op figures of analysis §1–2, computed column-wise over every row.
+
+One polars pass turns the validated ops frame into a narrow frame of figures:
+time, shares, throughput, resolved peaks, bound type, efficiency, variance,
+the op's MoE family and library, and the facts of the literal cells that
+every row needs (:mod:`jarvis_moe.engine.cells`). Nothing here
+loops over rows in Python, so a 100 000-signature file costs about as much
+as reading it; the few rows the report lists are modelled one by one later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import polars as pl
+
+from jarvis_moe.engine import dtypes
+from jarvis_moe.engine.cells import (
+    KERNEL_CELLS,
+    TYPE_CELLS,
+    dims_tokens,
+    kernel_facts,
+    perf_facts,
+    type_facts,
+    with_distinct_facts,
+)
+from jarvis_moe.engine.contract import FLOAT_COLUMNS, TIME_SUM, Metadata
+from jarvis_moe.engine.families import BY_KEY, name_to_key
+from jarvis_moe.engine.libraries import library_expr
+
+COMPARATIVE = "comparative"
+# Column of the figures: the row's position in the frame they came from.
+POSITION = "__position"
+# The frames here are in memory already; the streaming engine's set-up
+# costs more than it saves on them.
+ENGINE = "in-memory"
+
+
+@dataclass(frozen=True)
+class PeakChoice:
+    """The compute peak used for one (compute spec, activation dtype) pair."""
+
+    peak: float | None
+    substituted_spec: str | None
+    warning: str | None
+
+
+def resolve_peak(spec: str | None, act_dtype: str | None, metadata: Metadata) -> PeakChoice:
+    """Analysis §2 peak resolution, with the precision-substitution rule.
+
+    :param spec: the op's ``Compute Spec`` (``matrix_fp4``, ...), may be empty.
+    :param act_dtype: the short dtype of the op's first input (``bf16``, ...).
+    :return: the peak in TFLOP/s (``None`` when nothing applies), the spec it
+        was taken from when that differs from ``spec``, and the warning that
+        says so.
+    """
+    peaks = metadata.compute_peaks()
+    spec = (spec or "").strip() or None
+    if not peaks:
+        # Older metadata: one BF16 peak stands for every spec.
+        old = metadata.peak_bf16_maf_tflops
+        if spec and spec != "matrix_bf16" and old:
+            return PeakChoice(
+                old, "matrix_bf16",
+                f"metadata has only a BF16 peak (older pipeline); {old:g} TFLOP/s used for {spec}",
+            )
+        return PeakChoice(old, None, None)
+    if spec and spec in peaks:
+        return PeakChoice(peaks[spec], None, None)
+    fallback = f"matrix_{act_dtype}" if act_dtype else None
+    if fallback and fallback in peaks:
+        if spec is None:
+            return PeakChoice(peaks[fallback], fallback, None)
+        return PeakChoice(
+            peaks[fallback], fallback,
+            f"{metadata.platform or 'this platform'} has no {_spoken(spec)} peak; the op is rated against "
+            f"its {_spoken(fallback)} peak ({peaks[fallback]:g} TFLOP/s), the dtype of its activations, as the "
+            f"kernel computes on dequantised weights; weight bytes are kept as measured",
+        )
+    return PeakChoice(
+        None, None,
+        f"no compute peak for {spec or 'an unknown compute spec'}"
+        + (f" or {fallback}" if fallback else "")
+        + "; efficiency is left unknown",
+    )
+
+
+def _spoken(spec: str) -> str:
+    """``matrix_fp4`` as a sentence says it: ``fp4 matrix``."""
+    kind, _, dtype = spec.partition("_")
+    return f"{dtype} {kind}" if dtype else spec
+
+
+def _first_float(frame: pl.DataFrame, *cols: str) -> pl.Expr:
+    present = [pl.col(c) for c in cols if c in frame.columns]
+    if not present:
+        return pl.lit(None, dtype=pl.Float64)
+    return pl.coalesce(present) if len(present) > 1 else present[0]
+
+
+def _text(frame: pl.DataFrame, col: str) -> pl.Expr:
+    if col in frame.columns:
+        return pl.col(col)
+    return pl.lit(None, dtype=pl.String)
+
+
+def op_figures(
+    inputs_frame: pl.DataFrame,
+    metadata: Metadata,
+    *,
+    scope: str,
+    options: Mapping[str, Any],
+) -> pl.DataFrame:
+    """Every per-op figure of §2, one row per signature, sorted by time.
+
+    The result is narrow: the op name, the number columns of the input and
+    the figures, not the long literal cells. ``POSITION`` is the row's
+    position in ``inputs_frame``, where the caller finds those cells for the
+    few rows it reports; sorting and filtering the figures therefore never
+    copies them.
+
+    Columns added (units in the name where there is one): ``time_ms``,
+    ``count``, ``mean_us``, ``pct_category``, ``pct_total``, ``tflops``,
+    ``tbs``, ``fpb``, ``act_dtype``, ``peak_tflops``, ``peak_tbs``,
+    ``substituted_spec``, ``peak_warning``, ``bound``, ``eff_roofline``,
+    ``eff_source``, ``efficiency``, ``clamped``, ``is_anomaly``,
+    ``over_100``, ``cov``, ``high_variance``, ``family``, ``library``, ``num_tokens``
+    ``first_type`` (the first input dtype).
+    """
+    src = inputs_frame
+    e2e = metadata.e2e_time_ms
+    bw = metadata.peak_hbm_bw_tbs
+    total_us = float(src.get_column(TIME_SUM).sum())
+
+    # One pass over the input: every fact of the text cells that a figure
+    # needs is read here, in parallel, and nothing else of the long cells.
+    # Over every row only the figures' inputs are read: the token count from
+    # perf_params, and, once per distinct cell (the ops of a trace share a few
+    # dtype lists and call stacks over thousands of shapes), the first input
+    # dtype and the family and library. The dtype and kernel lists themselves
+    # are parsed for the listed ops only (operations.report_rows).
+    repeated = [c for c in (*TYPE_CELLS, *KERNEL_CELLS) if c in src.columns]
+    lf = src.lazy().select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias(POSITION),
+        pl.col("name"),
+        *(c for c in FLOAT_COLUMNS if c in src.columns),
+        *perf_facts(src, ("num_tokens",)),
+        dims_tokens(src),
+        *repeated,
+        spec=_text(src, "Compute Spec").str.strip_chars(),
+        bound_text=_text(src, "Roofline Bound").str.strip_chars().str.to_uppercase(),
+    )
+    f = lf.with_columns(
+        num_tokens=pl.coalesce(pl.col("pp_num_tokens"), pl.col("_dims_tokens")),
+    ).drop("_dims_tokens", "pp_num_tokens").collect(engine=ENGINE)
+    first_type = type_facts(src)[0].list.first().alias("first_type")
+    f = _with_family(with_distinct_facts(f, TYPE_CELLS, [first_type]), src)
+
+    # Peaks: resolved once per distinct (spec, first input dtype) pair.
+    pairs = f.select("spec", "first_type").unique()
+    rows = []
+    for spec, first_type in pairs.iter_rows():
+        act = dtypes.args_label(first_type) if first_type else None
+        choice = resolve_peak(spec, act, metadata)
+        rows.append((spec, first_type, act, choice.peak, choice.substituted_spec, choice.warning))
+    peak_table = pl.DataFrame(
+        rows,
+        schema={"spec": pl.String, "first_type": pl.String, "act_dtype": pl.String,
+                "peak_tflops": pl.Float64, "substituted_spec": pl.String, "peak_warning": pl.String},
+        orient="row",
+    )
+
+    # The rest is one lazy plan over the narrow frame, collected once.
+    base = f
+    count = pl.col("operation_count").round(0).cast(pl.Int64) if "operation_count" in base.columns else pl.lit(None, pl.Int64)
+    lf = base.lazy().join(
+        peak_table.lazy(), on=["spec", "first_type"], how="left", nulls_equal=True, maintain_order="left"
+    ).with_columns(
+        time_us=pl.col(TIME_SUM),
+        count=pl.when(count > 0).then(count).otherwise(1),
+    )
+    lf = lf.with_columns(
+        mean_us=pl.coalesce(
+            [_first_float(base, "Kernel Time (µs)_mean"), pl.col("time_us") / pl.col("count")]
+        ),
+    )
+
+    gflops = _first_float(base, "GFLOPS")
+    mib = _first_float(base, "Data Moved (MB)")
+    peak = pl.col("peak_tflops")
+    lf = lf.with_columns(
+        peak_tbs=pl.lit(bw, pl.Float64),
+        tflops=pl.coalesce([_first_float(base, "TFLOPS/s_mean"), _known(gflops / pl.col("mean_us") * 1000.0)]),
+        tbs=pl.coalesce([_first_float(base, "TB/s_mean"), _known(mib * 1.048576 / pl.col("mean_us"))]),
+        fpb=pl.coalesce(
+            [_first_float(base, "FLOPS/Byte"),
+             pl.when(mib > 0).then(_known(gflops * 1e9 / (mib * 1048576.0)))]
+        ),
+        # Ideal time of one call at the roofline, microseconds. An op with
+        # FLOPs but no compute peak has no roofline: its bandwidth term alone
+        # would call a compute-bound op hopelessly slow.
+        roofline_us=pl.when(gflops.is_null() | peak.is_not_null()).then(
+            _known(pl.max_horizontal(gflops * 1000.0 / peak, mib * 1.048576 / bw))
+        ),
+    )
+    bound_col = pl.col("bound_text")
+    lf = lf.with_columns(
+        bound=pl.when(bound_col == "COMPUTE_BOUND").then(pl.lit("compute"))
+        .when(bound_col == "MEMORY_BOUND").then(pl.lit("memory"))
+        .when(pl.col("fpb").is_not_null() & peak.is_not_null())
+        .then(pl.when(pl.col("fpb") >= peak / bw).then(pl.lit("compute")).otherwise(pl.lit("memory"))),
+    )
+    roofline_first = _first_float(base, "Roofline Time (µs)_first")
+    computed = _known(pl.coalesce([pl.col("roofline_us"), roofline_first]) / pl.col("mean_us") * 100.0)
+    pct = _first_float(base, "Pct Roofline_mean")
+    lf = lf.with_columns(
+        eff_roofline=pl.coalesce([pct, computed]),
+        eff_source=pl.when(pct.is_not_null()).then(pl.lit("pct_roofline"))
+        .when(computed.is_not_null()).then(pl.lit("computed")),
+    )
+    lf = _efficiency_in_scope(lf, base, scope)
+    warn_pct = float(options["efficiency_warn_pct"])
+    anomaly_pct = float(options["anomaly_pct"])
+    lf = lf.with_columns(
+        over_100=(pl.col("eff_roofline") > warn_pct).fill_null(False),
+        is_anomaly=(pl.col("eff_roofline") > anomaly_pct).fill_null(False),
+        time_ms=pl.col("time_us") / 1000.0,
+        pct_category=_known(pl.col("time_us") / total_us * 100.0) if total_us > 0 else pl.lit(0.0),
+        pct_total=_known(pl.col("time_us") / 1000.0 / e2e * 100.0) if e2e else pl.lit(None, pl.Float64),
+    )
+    std = _first_float(base, "Kernel Time (µs)_std")
+    eligible = (pl.col("count") > int(options["variance_min_count"])) & (
+        pl.col("pct_total") >= float(options["variance_min_percent_of_total"])
+    ).fill_null(False)
+    cov = pl.when(eligible & (pl.col("mean_us") > 0)).then(_known(std / pl.col("mean_us")))
+    lf = lf.with_columns(
+        cov=cov,
+        high_variance=(cov > float(options["high_variance_cov"])).fill_null(False),
+    )
+    return lf.drop("bound_text").sort("time_us", descending=True, maintain_order=True).collect(engine=ENGINE)
+
+
+def _known(expr: pl.Expr) -> pl.Expr:
+    """A derived figure, or null where it is NaN or infinite.
+
+    Inputs are finite, but a ratio of them need not be (0/0, a mean of
+    1e-300 µs): such a figure is unknown, and must not be compared, ranked
+    or printed as if it were a number.
+    """
+    return pl.when(expr.is_finite()).then(expr)
+
+
+def _with_family(f: pl.DataFrame, src: pl.DataFrame) -> pl.DataFrame:
+    """Add ``family`` (the key of the op's MoE family, null when unknown) and ``library``.
+
+    A family's row names its library; other ops get the library rules, which
+    read the kernel names. Both run once per distinct (name, kernel cells):
+    a trace has a handful of those however many shapes it holds.
+    """
+    names = name_to_key()
+    libraries = {key: family.library for key, family in BY_KEY.items()}
+    family = pl.col("name").str.strip_chars().str.to_lowercase().replace_strict(
+        names, default=None, return_dtype=pl.String)
+    library = pl.coalesce(
+        family.replace_strict(libraries, default=None, return_dtype=pl.String),
+        library_expr(pl.col("name"), pl.col("kernels").list.join("\n")),
+    )
+    return with_distinct_facts(f, KERNEL_CELLS, [family.alias("family"), library.alias("library")],
+                               keep=("name",), first=kernel_facts(src))
+
+
+def _efficiency_in_scope(f: pl.LazyFrame, base: pl.DataFrame, scope: str) -> pl.LazyFrame:
+    """Standalone: the roofline %. Comparative: 100 × t2 / t1, floored at it."""
+    if scope != COMPARATIVE:
+        return f.with_columns(
+            efficiency=pl.col("eff_roofline"), clamped=pl.lit(False),
+            t2_us=pl.lit(None, pl.Float64), count_trace2=pl.lit(None, pl.Float64),
+        )
+    delta = _first_float(base, "delta_us (trace2 - trace1)")
+    speedup = _first_float(base, "speedup (trace2/trace1)")
+    t1 = pl.col("time_us")
+    t2 = _known(pl.coalesce([t1 + delta, t1 * speedup]))
+    ratio = pl.when(t1 > 0).then(_known(100.0 * t2 / t1))
+    floor = pl.col("eff_roofline")
+    clamped = (ratio < floor).fill_null(False)
+    return f.with_columns(
+        t2_us=t2,
+        count_trace2=_first_float(base, "lca_count_trace2"),
+        efficiency=pl.when(clamped).then(floor).otherwise(ratio),
+        clamped=clamped,
+        eff_source=pl.when(ratio.is_not_null()).then(pl.lit("comparative")),
+    )
+
+
+def category_figures(figures: pl.DataFrame, metadata: Metadata) -> dict[str, Any]:
+    """Analysis §1: the category's total time, share and call count."""
+    total_ms = float(figures.get_column("time_us").sum()) / 1000.0
+    e2e = metadata.e2e_time_ms
+    return {
+        "total_time_ms": round(total_ms, 3),
+        "percent_of_compute": round(total_ms / e2e * 100.0, 2) if e2e else 0,
+        "operation_count": int(figures.get_column("count").sum()),
+    }

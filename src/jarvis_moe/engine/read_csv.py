@@ -1,0 +1,380 @@
+"""Read and validate ``category_data/<cat>_ops.csv`` column-wise.
+
+Everything that can be wrong with the CSV is found here and raised as a
+``ContractError`` naming the file, the row and the column, or recorded as a
+warning when the file is still usable. What leaves this module is a polars
+frame with the contract's column names and typed number columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import operator
+from dataclasses import dataclass
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from jarvis_moe.engine.contract import (
+    FLOAT_COLUMNS,
+    KNOWN_COLUMNS,
+    MAX_NUMBER,
+    NON_NEGATIVE_COLUMNS,
+    REQUIRED_COLUMNS,
+    TIME_SUM,
+    canonical_column,
+)
+from jarvis_moe.errors import ContractError
+
+ROW = "__row"  # 1-based data row number in the CSV, kept for messages
+# Text cells that tell signatures apart, hashed to find repeated rows.
+HASHED_COLUMNS = ("name", "Input Dims", "ex_UID")
+HEADER_FIRST_BYTES = 1 << 16
+MAX_NAME_CHARS = 1000
+MAX_CELL_BYTES = 64 << 10
+HEADER_PROBE_BYTES = 1 << 20
+
+@dataclass(frozen=True)
+class CsvHeader:
+    """The header of an ops CSV: its cells, the columns the analysis reads, the line end."""
+
+    cells: list[str]
+    selected: dict[int, str]  # column index -> contract name
+    eol: str
+
+
+def read_header(path: Path, rel: str, warnings: list[str]) -> CsvHeader | None:
+    """The checked header, or None when the file has no data row (no MoE).
+
+    :raises ContractError: for a file that is not CSV or lacks a required column.
+    """
+    header = _read_header(path, rel)
+    if header is None or not header.has_rows:
+        return None
+    return CsvHeader(header.cells, _select_columns(header.cells, rel, warnings), header.eol)
+
+
+def read_rows(path: Path, rel: str, header: CsvHeader, warnings: list[str]) -> pl.DataFrame | None:
+    """The validated rows, or None when none is left.
+
+    :raises ContractError: for a row or cell that breaks the contract.
+    """
+    frame = _read_frame(path, rel, header.cells, header.selected, header.eol)
+    if frame.height == 0:
+        return None
+    _warn_if_truncated(path, rel, len(header.cells), frame.height, warnings)
+    frame = _bound_text_cells(frame, rel, warnings)
+    frame = _type_columns(frame, rel, warnings)
+    return _drop_duplicate_rows(frame, warnings)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    cells: list[str]
+    has_rows: bool  # a record follows the header (blank lines do not count)
+    eol: str = "\n"  # "\r" for a file with old Mac line ends only
+
+
+def _read_header(path: Path, rel: str) -> _Probe | None:
+    """Header cells of the CSV, or ``None`` for a zero-byte/blank file."""
+    try:
+        with path.open("rb") as fh:
+            probe = fh.read(HEADER_FIRST_BYTES)
+            if b"\n" not in probe and b"\r" not in probe:
+                probe += fh.read(HEADER_PROBE_BYTES - len(probe))
+    except OSError as exc:
+        raise ContractError(rel, f"cannot be read: {exc.strerror or exc}") from None
+    if not probe.strip(b"\xef\xbb\xbf \t\r\n"):
+        return None
+    if b"\x00" in probe:
+        raise ContractError(rel, "is not a CSV file: it contains binary data (NUL bytes)")
+    if b"\n" not in probe and b"\r" not in probe and len(probe) == HEADER_PROBE_BYTES:
+        raise ContractError(rel, "has no line break in its first MiB: not a CSV header")
+    eol = "\r" if b"\n" not in probe and b"\r" in probe else "\n"
+    text = probe.decode("utf-8", errors="replace")
+    # Records, not lines: a quoted header cell may hold a line break, and
+    # the reader skips the header the same way.
+    records = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(records)
+    except (csv.Error, StopIteration):
+        raise ContractError(rel, "the header row is not valid CSV", "header") from None
+    longest = max((len(cell) for cell in header), default=0)
+    if longest > MAX_NAME_CHARS:
+        # Checked here, not left to the csv module's process-wide field limit.
+        raise ContractError(
+            rel, f"the header row is not valid CSV: a column name of {longest} characters", "header"
+        )
+    try:
+        has_rows = any(record for record in records)
+    except csv.Error:
+        # A record cut by the end of the probe; the reader will judge it.
+        has_rows = True
+    if "\ufffd" in "".join(header) and b"\xef\xbf\xbd" not in probe:
+        # Kept for the message if a required column then looks missing.
+        header = [_NotUtf8(cell) for cell in header]
+    return _Probe(header, has_rows, eol)
+
+
+class _NotUtf8(str):
+    """A header cell whose bytes were not UTF-8 (decoded with U+FFFD)."""
+
+
+def _select_columns(header: list[str], rel: str, warnings: list[str]) -> dict[int, str]:
+    """Column index -> contract name, for the columns the analysis reads."""
+    selected: dict[int, str] = {}
+    seen: set[str] = set()
+    for index, raw in enumerate(header):
+        name = canonical_column(raw)
+        if name not in KNOWN_COLUMNS:
+            continue
+        if name in seen:
+            warnings.append(f"{rel}: column '{name}' appears more than once; the first one is used")
+            continue
+        seen.add(name)
+        selected[index] = name
+    missing = [c for c in REQUIRED_COLUMNS if c not in seen]
+    if missing:
+        shown = ", ".join(f"'{c}'" for c in missing)
+        hint = (
+            "; the header is not UTF-8 text (write the file as UTF-8)"
+            if any(isinstance(cell, _NotUtf8) for cell in header) else ""
+        )
+        raise ContractError(
+            rel,
+            f"missing required column {shown} (accepted spellings of µs: µs, μs, us){hint}",
+            "header",
+        )
+    return selected
+
+
+def _read_frame(
+    path: Path, rel: str, header: list[str], selected: dict[int, str], eol: str = "\n"
+) -> pl.DataFrame:
+    """The selected columns, number columns parsed as floats when they all are.
+
+    The reader parses the number columns itself (no text copy of them, no
+    cast) unless some cell is not a number; then everything is read as text
+    and ``_type_columns`` finds the cell and says where it is.
+
+    The reader is given one column more than the header has: a row with more
+    cells than the header (an unquoted comma shifts every cell after it)
+    fills it, and is reported instead of being read with shifted cells.
+    """
+    names = [f"column_{i + 1}" for i in range(len(header) + 1)]
+    beyond = names[-1]
+    text_schema = {name: pl.String for name in names}
+    typed_schema = dict(text_schema)
+    typed_schema.update({names[i]: pl.Float64 for i, name in selected.items() if name in FLOAT_COLUMNS})
+    options: dict[str, Any] = dict(
+        has_header=False,
+        skip_rows=1,  # the header, already read; skip_rows honours quoting
+        columns=[names[i] for i in sorted(selected)] + [beyond],
+        missing_columns="insert",
+        extra_columns="ignore",
+        truncate_ragged_lines=True,
+        eol_char=eol,
+        encoding="utf8-lossy",
+        raise_if_empty=False,
+        row_index_name=ROW,
+        row_index_offset=1,
+    )
+    try:
+        try:
+            frame = pl.read_csv(path, schema=typed_schema, **options)
+        except pl.exceptions.ComputeError:
+            frame = pl.read_csv(path, schema=text_schema, **options)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        raise ContractError(rel, _describe_unreadable(path, exc)) from None
+    extra = frame.get_column(beyond).is_not_null()
+    if extra.any():
+        row = frame.filter(extra).get_column(ROW)[0]
+        raise ContractError(
+            rel,
+            f"the row has more cells than the {len(header)} of the header: a cell with an "
+            "unquoted comma, or rows pasted from another file",
+            f"row {row}",
+        )
+    return frame.drop(beyond).rename({names[i]: name for i, name in selected.items()})
+
+
+def _warn_if_truncated(path: Path, rel: str, width: int, rows: int, warnings: list[str]) -> None:
+    """A file cut off in its last row: no final line break and fewer cells than the header.
+
+    The reader fills the missing cells with nothing, which is right for a row
+    written that way on purpose, but a cut-off file deserves a word.
+    """
+    tail_bytes = 1 << 16
+    try:
+        with path.open("rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(max(0, size - tail_bytes))
+            tail = fh.read()
+    except OSError:
+        return
+    if not tail or tail.endswith((b"\n", b"\r")):
+        return
+    last = tail.splitlines()[-1].decode("utf-8", errors="replace")
+    try:
+        cells = next(csv.reader([last]))
+    except (csv.Error, StopIteration):
+        return
+    if len(cells) < width:
+        warnings.append(f"{rel}: the last row (row {rows}) has {len(cells)} of the header's {width} cells and "
+                        "the file does not end with a line break: it looks truncated; its missing cells are "
+                        "treated as empty")
+
+
+def _describe_unreadable(path: Path, exc: Exception) -> str:
+    """Why the reader gave up, in a reader's words where the cause is known.
+
+    Only runs when the file could not be read, so it may scan the file once.
+    """
+    quotes = 0
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 23):
+                quotes += chunk.count(b'"')
+    except OSError as err:
+        return f"cannot be read: {err.strerror or err}"
+    if quotes % 2:
+        return "is not a well-formed CSV file: a quoted cell is never closed (the file looks truncated)"
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return f"is not a well-formed CSV file: {first[:300]}"
+
+
+def _bound_text_cells(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.DataFrame:
+    """Keep trace text to sizes a report can carry.
+
+    An op name over ``MAX_NAME_CHARS`` characters is cut there and tagged
+    with a hash of the whole name (so cut names stay distinct). Any other
+    text cell over ``MAX_CELL_BYTES`` is treated as unknown: no real shape,
+    dtype list, call stack or kernel list comes near that size, and the
+    outputs copy some of these cells.
+    """
+    text = [c for c in frame.columns if c != ROW and frame.schema[c] == pl.String]
+    longest = frame.select(pl.col(c).str.len_bytes().max().alias(c) for c in text).row(0, named=True)
+    updates = []
+    for col in text:
+        if (longest[col] or 0) <= (MAX_NAME_CHARS if col == "name" else MAX_CELL_BYTES):
+            continue
+        if col == "name":
+            too_long = pl.col(col).str.len_chars() > MAX_NAME_CHARS
+            tag = pl.col(col).hash().mod(1 << 32).cast(pl.String)
+            fixed = pl.concat_str([pl.col(col).str.slice(0, MAX_NAME_CHARS), pl.lit("… [#"), tag, pl.lit("]")])
+            what = f"longer than {MAX_NAME_CHARS} characters; cut there"
+        else:
+            too_long = pl.col(col).str.len_bytes() > MAX_CELL_BYTES
+            fixed = pl.lit(None, pl.String)
+            what = f"longer than {MAX_CELL_BYTES >> 10} KiB; treated as unknown"
+        rows = frame.filter(too_long).get_column(ROW)
+        if rows.is_empty():
+            continue
+        warnings.append(f"{rel}: {rows.len()} cell(s) of '{col}' are {what} (first at row {rows[0]})")
+        updates.append(pl.when(too_long).then(fixed).otherwise(pl.col(col)).alias(col))
+    return frame.with_columns(updates) if updates else frame
+
+
+def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.DataFrame:
+    """Cast number columns; fail on a bad time sum, blank out other bad cells.
+
+    A cell is bad when it holds text that is not a finite number, a number
+    beyond ``MAX_NUMBER``, or a negative number in a column that cannot be
+    negative. Blank cells are missing, not bad (except in the time sum,
+    which every row needs).
+    """
+    # Blank once control characters are gone: such a name would show as nothing.
+    names = frame.get_column("name").str.replace_all(r"[\x00-\x1f\x7f]", "").str.strip_chars()
+    empty_name = names.is_null() | (names == "")
+    if empty_name.any():
+        row = frame.filter(empty_name).get_column(ROW)[0]
+        raise ContractError(rel, "the op name is empty (or only control characters)", f"row {row}, column 'name'")
+
+    present = [c for c in FLOAT_COLUMNS if c in frame.columns]
+    # Columns the reader parsed already are Float64: the cast is a no-op.
+    numbers = frame.select(pl.col(c).cast(pl.Float64, strict=False) for c in present)
+    # A cast leaves a cell null when it is null or not a plain number. Where
+    # it left more nulls than the text had, some cells hold padded numbers or
+    # text: only those columns pay for the string work.
+    text_nulls = frame.select(present).null_count().row(0)
+    number_nulls = numbers.null_count().row(0)
+    unparsed = [c for c, t, n in zip(present, text_nulls, number_nulls) if n > t]
+    filled = {}
+    if unparsed:
+        stripped = frame.select(pl.col(c).str.strip_chars() for c in unparsed)
+        numbers = numbers.with_columns(stripped.select(pl.all().cast(pl.Float64, strict=False)).get_columns())
+        filled = {c: stripped.get_column(c).fill_null("").ne("") for c in unparsed}
+
+    def bad(col: str) -> pl.Expr:
+        value = pl.col(col)
+        out = ~value.is_finite() | (value.abs() > MAX_NUMBER)
+        if col in NON_NEGATIVE_COLUMNS:
+            out = out | (value < 0)
+        out = out.fill_null(False)
+        if col == TIME_SUM:
+            return out | value.is_null()
+        if col in filled:
+            return out | (value.is_null() & pl.lit(filled[col]))
+        return out
+
+    counts = numbers.select(bad(c).sum().alias(c) for c in present).row(0, named=True)
+    masks = numbers.select(bad(c).alias(c) for c in present if counts[c])
+    blanked = []
+    for col in present:
+        n_bad = int(counts[col])
+        if not n_bad:
+            continue
+        first = frame.filter(masks.get_column(col)).row(0, named=True)
+        cell = first[col]
+        shown = repr(cell[:40]) if isinstance(cell, str) else repr("" if cell is None else str(cell))
+        if col == TIME_SUM:
+            raise ContractError(
+                rel,
+                f"'{col}' must be a finite, non-negative number of microseconds (at most "
+                f"{MAX_NUMBER:g}), got {shown}"
+                + (f" ({n_bad} rows affected)" if n_bad > 1 else ""),
+                f"row {first[ROW]}, column '{col}'",
+            )
+        warnings.append(
+            f"{rel}: {n_bad} cell(s) of '{col}' are not usable numbers (first at row "
+            f"{first[ROW]}: {shown}); treated as missing"
+        )
+        blanked.append(col)
+    if blanked:
+        numbers = numbers.with_columns(
+            pl.when(masks.get_column(c)).then(None).otherwise(pl.col(c)).alias(c) for c in blanked
+        )
+    return frame.with_columns(numbers.get_columns())
+
+
+def _drop_duplicate_rows(frame: pl.DataFrame, warnings: list[str]) -> pl.DataFrame:
+    """Exact repeats of a row would count its time twice: keep the first.
+
+    Rows are compared through a hash of their short cells first; only rows
+    that share a hash are compared cell by cell, so a file without repeats
+    (the usual case) never pays for a row-wise comparison of its long cells.
+    """
+    data_cols = [c for c in frame.columns if c != ROW]
+    # Numbers and a few short cells are hashed: rows that differ only in
+    # other cells share a hash and are told apart by the exact comparison.
+    hashed = [c for c in data_cols if c in HASHED_COLUMNS or frame.schema[c].is_numeric()] or data_cols
+    row_hash = reduce(operator.xor, (pl.col(c).hash(seed) for seed, c in enumerate(hashed)))
+    hashes = frame.select(row_hash).to_series()
+    shared = hashes.is_duplicated()
+    if not shared.any():
+        return frame
+    candidates = frame.filter(shared)
+    repeats = candidates.filter(pl.struct(data_cols).is_first_distinct().not_()).get_column(ROW)
+    n_dup = repeats.len()
+    if not n_dup:
+        return frame
+    rows = repeats.head(5).to_list()
+    warnings.append(
+        f"{n_dup} row(s) repeat an earlier row exactly and were ignored (rows "
+        f"{', '.join(map(str, rows))}{', ...' if n_dup > 5 else ''})"
+    )
+    return frame.filter(~pl.col(ROW).is_in(repeats.implode()))

@@ -1,0 +1,155 @@
+"""``## Routing and Load Balance`` and ``## MoE Layer Structure``.
+
+Ops that share a shape are introduced once; each memory-bound op then gets
+one line on what its call durations imply about routing, judged against
+uniform routing; compute-bound ops are not read as routing evidence.
+"""
+
+from __future__ import annotations
+
+from jarvis_moe.engine.dtypes import label
+from jarvis_moe.findings.summary import op_ref, phase_label
+from jarvis_moe.findings.text import code, inline, joined, num, pct, peak, table, value
+from jarvis_moe.metrics import MetricsOk, MoeFigures, Operation
+
+WEIGHT_NOTES = {
+    "MXFP4": "MXFP4 weights (one E8M0 scale byte per 32 values)",
+    "NVFP4": "NVFP4 weights (one FP8 scale byte per 16 values)",
+}
+
+
+def _shape_key(moe: MoeFigures) -> tuple:
+    fmt = moe.weight_format.name if moe.weight_format else moe.weight_dtype
+    return (moe.num_tokens, moe.hidden_dim, moe.inter_dim, moe.num_experts, moe.topk, fmt, moe.input_dtype)
+
+
+def _weights(moe: MoeFigures) -> str:
+    if moe.weight_format is None:
+        return f"{inline(moe.weight_dtype or 'unknown')} weights"
+    return WEIGHT_NOTES.get(moe.weight_format.name, f"{inline(moe.weight_format.name)} weights")
+
+
+def _shape_line(m: MetricsOk, ops: list[Operation]) -> str:
+    moe = ops[0].moe
+    assert moe is not None
+    names = joined([op_ref(m, op) for op in ops])
+    act = inline(label(moe.input_dtype) or "unknown")
+    active = moe.active_experts.expected
+    active_text = (f"all {moe.num_experts} experts" if active == moe.num_experts
+                   else f"{value(active)} of {moe.num_experts} experts")
+    return (f"**M={moe.num_tokens}, K={moe.hidden_dim}, N={moe.inter_dim}, E={moe.num_experts}, "
+            f"top-{moe.topk}** for {names}: {_weights(moe)}, {act} activations; under uniform routing "
+            f"{value(moe.tokens_per_expert)} tokens per expert and {active_text} active per call.")
+
+
+def _evidence_line(m: MetricsOk, op: Operation) -> str | None:
+    moe = op.moe
+    assert moe is not None
+    skew = moe.skew
+    name = op_ref(m, op)
+    spread = (f"{skew.calls} calls from {num(skew.min_over_median)}× to {num(skew.max_over_median)}× "
+              "the median")
+    if skew.implied_active_experts is None or skew.uniform_active_experts is None:
+        return None
+    implied, uniform = skew.implied_active_experts, skew.uniform_active_experts
+    rate = num(skew.bandwidth_tbs)
+    basis = ("the peak" if skew.bandwidth_source == "peak" else
+             f"at which the slowest calls read the {value(uniform.high)} experts uniform routing gives at most")
+    uniform_text = (f"uniform routing reads {value(uniform.low)}–{value(uniform.high)} over {skew.calls} calls"
+                    if uniform.low != uniform.high else
+                    f"uniform routing reads all {value(uniform.high)} in every call")
+    over = ""
+    eff = op.efficiency.roofline_efficiency_percent
+    if skew.over_100_explained:
+        over = (f" Its {pct(eff)} of roofline counts the weights of {value(moe.active_experts.expected)} experts per "
+                "call, more bytes than its time allows at the peak: the calls read fewer.")
+    if skew.flagged and skew.direction == "fewer_experts":
+        corrected = (f" Counted so, the op streams at {pct(skew.corrected_efficiency_percent, 1)} of the "
+                     f"{peak(op.efficiency.resolved_peak_hbm_bw)} TB/s peak."
+                     if skew.corrected_efficiency_percent is not None and skew.over_100_explained else "")
+        return (f"- {name}: {spread}.{over} If all calls streamed at one rate ({rate} TB/s, {basis}), the "
+                f"fastest read about {value(implied.low)} of {moe.num_experts} experts' weights and the "
+                f"slowest {value(implied.high)}; {uniform_text}, and {value(skew.noise_pct)}% noise does not "
+                f"close that gap: some calls route their tokens to fewer experts.{corrected}")
+    if skew.flagged and skew.direction == "slow_tail":
+        return (f"- {name}: {spread}. The slowest calls take longer than reading every expert's weights at the "
+                f"rate the others reach ({rate} TB/s): tokens piled on hot experts (several row blocks each) "
+                "or contention, not the number of experts.")
+    return (f"- {name}: {spread}, about {value(implied.low)}–{value(implied.high)} experts' weights at one "
+            f"streaming rate ({rate} TB/s); {uniform_text}: the spread fits uniform routing and "
+            f"{value(skew.noise_pct)}% noise.{over}")
+
+
+def _scales_line(m: MetricsOk, ops: list[Operation]) -> str | None:
+    for op in ops:
+        moe = op.moe
+        assert moe is not None
+        if not moe.scale_bytes_per_call or moe.efficiency_with_scales_percent is None:
+            continue
+        fmt = moe.weight_format
+        assert fmt is not None
+        share = moe.scale_bytes_per_call / (moe.bytes_per_call or 1) * 100
+        return (f"- Scales: the pipeline's bytes leave out the {inline(fmt.name)} scales, "
+                f"{num(moe.scale_bytes_per_call / 1e6)} MB per call of {op_ref(m, op)} (+{num(share, 1)}%); "
+                f"counted, it reaches {pct(moe.efficiency_with_scales_percent)} of the bandwidth, not "
+                f"{pct(op.efficiency.roofline_efficiency_percent)}.")
+    return None
+
+
+def routing(m: MetricsOk, max_ops: int) -> list[str]:
+    lines = ["## Routing and Load Balance", ""]
+    shaped = [op for op in m.operations[:max_ops] if op.moe is not None]
+    if not shaped:
+        return lines + ["No listed op has a recognisable MoE shape, so no routing figures are available."]
+    groups: dict[tuple, list[Operation]] = {}
+    for op in shaped:
+        assert op.moe is not None
+        groups.setdefault(_shape_key(op.moe), []).append(op)
+    for ops in groups.values():
+        lines += [_shape_line(m, ops), ""]
+        body = [line for op in ops if op.efficiency.bound_type == "memory"
+                for line in [_evidence_line(m, op)] if line]
+        scales = _scales_line(m, [op for op in ops if op.efficiency.bound_type == "memory"])
+        if scales:
+            body.append(scales)
+        if not body:
+            body = [f"- Compute-bound ({phase_label(ops[0].moe.phase if ops[0].moe else None)}): routing does "
+                    "not change the bound, and the durations are not read as routing evidence."]
+        lines += body + [""]
+    return lines[:-1]
+
+
+def layer_line(m: MetricsOk) -> str | None:
+    """The overview's line on where the MoE ops sit, when one module chain holds them all."""
+    layers = m.category_specific.layer_structure
+    if layers.source == "none":
+        return "- Layers: no module chain is known (the trace has neither tree data nor call stacks for these ops)."
+    if len(layers.module_chains) != 1:
+        return None
+    chain = layers.module_chains[0]
+    return (f"- Layers: {chain_text(chain.chain)}{_launched(m)} ({_source(m)}).")
+
+
+def _source(m: MetricsOk) -> str:
+    return ("the pipeline's tree data" if m.category_specific.layer_structure.source == "tree_data"
+            else "the ops' call stacks")
+
+
+def _launched(m: MetricsOk) -> str:
+    launchers = m.category_specific.layer_structure.launchers
+    return ", launched from " + joined([code(x) for x in launchers[:4]]) if launchers else ""
+
+
+def layer_structure(m: MetricsOk, max_rows: int) -> list[str]:
+    """``## MoE Layer Structure``, when the ops sit in several module chains (else the overview says it)."""
+    chains = m.category_specific.layer_structure.module_chains
+    if len(chains) < 2:
+        return []
+    rows = [[chain_text(c.chain), str(c.signatures), num(c.time_ms, 3)] for c in chains[:max_rows]]
+    return (["## MoE Layer Structure", "", f"From {_source(m)}{_launched(m)}.", ""]
+            + table(["Module chain", "Signatures", "Time (ms)"], rows))
+
+
+def chain_text(chain: list[str]) -> str:
+    """A module chain as ``A > B > C``: names as code spans, repeats dropped, the spaced joiner literal."""
+    return " > ".join(code(name) for name in dict.fromkeys(chain))

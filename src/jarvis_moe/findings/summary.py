@@ -1,0 +1,155 @@
+"""The top of the findings page: the overview and the operations table.
+
+Every number printed here is a field of the metrics; nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+from jarvis_moe.findings.text import (
+    DASH, bound_label, code, count, inline, joined, num, pct, peak, plural, table,
+)
+from jarvis_moe.metrics import MetricsOk, Operation
+
+CATEGORY_LABELS = {
+    "moe_fused": "fused MoE kernels",
+    "moe_unfused": "an unfused pipeline: separate up and down projection kernels",
+}
+ROLE_LABELS = {"fused": "whole MoE", "up": "up projection", "down": "down projection"}
+
+
+def spoken(spec: str) -> str:
+    """``matrix_fp4`` as a sentence says it: ``fp4 matrix``."""
+    kind, _, dtype = spec.partition("_")
+    return f"{inline(dtype)} {inline(kind)}" if dtype else inline(spec)
+
+
+def phase_label(phase: str | None) -> str:
+    return {"decode": "decode-like", "prefill": "prefill-like"}.get(phase or "", DASH)
+
+
+def role_label(op: Operation) -> str:
+    if op.moe is None:
+        return DASH
+    label = ROLE_LABELS[op.moe.kind]
+    if op.moe.kind == "up" and op.moe.activation_fused:
+        label += ", activation fused"
+    return label
+
+
+def efficiency_cell(op: Operation) -> str:
+    """``X.XX% of Y TB/s`` (memory-bound) or ``X.XX% of Y TFLOPS`` (compute-bound)."""
+    eff = op.efficiency
+    if eff.efficiency_percent is None or eff.bound_type is None:
+        return DASH
+    if eff.bound_type == "memory":
+        return f"{eff.efficiency_percent:.2f}% of {peak(eff.resolved_peak_hbm_bw)} TB/s"
+    return f"{eff.efficiency_percent:.2f}% of {peak(eff.resolved_peak_maf)} TFLOPS"
+
+
+def overview(m: MetricsOk, plot_name: str | None, layers: str | None = None) -> list[str]:
+    spec = m.category_specific
+    comparative = m.comparison_scope == "comparative"
+    lines = ["## Overview", ""]
+    if comparative:
+        lines.append("- Scope: comparative; times are trace 1 unless marked trace 2.")
+    share = ""
+    if m.e2e_time_ms is not None:
+        share = (f", {pct(m.percent_of_compute)} of the {num(m.e2e_time_ms, 3)} ms of GPU time. "
+                 f"{spec.significance.statement}")
+    lines.append(f"- MoE time: {num(m.total_time_ms, 3)} ms in {plural(m.operation_count, 'call')} of "
+                 f"{plural(m.operations_total, 'signature')} ({CATEGORY_LABELS.get(m.category, 'MoE kernels')})"
+                 f"{share or '.'}")
+    platform = inline(m.platform) if m.platform else "unknown platform"
+    lines.append(f"- Platform: {platform}; matrix compute {peak(spec.peak_maf_tflops)} TFLOP/s for bf16 "
+                 f"(a maximum achievable figure), HBM bandwidth {peak(spec.peak_hbm_bw_tbs)} TB/s "
+                 "(the datasheet peak). Savings below assume both reachable: they are upper bounds.")
+    substituted: dict[tuple[str, str, float | None], list[str]] = {}
+    for op in m.operations:
+        eff = op.efficiency
+        if eff.substituted_compute_spec and eff.compute_spec:
+            key = (eff.compute_spec, eff.substituted_compute_spec, eff.resolved_peak_maf)
+            substituted.setdefault(key, []).append(op_ref(m, op))
+    for (spec_name, used, value), refs in substituted.items():
+        lines.append(f"- {platform} has no {spoken(spec_name)} peak: {joined(list(dict.fromkeys(refs)))} "
+                     f"{'is' if len(refs) == 1 else 'are'} rated against its {spoken(used)} peak "
+                     f"({peak(value)} TFLOP/s), the dtype of the activations, as the kernels compute on "
+                     "dequantised weights; weight bytes are counted as stored.")
+    split = spec.phase_split
+    parts = [(label, ms) for label, ms in (("decode-like", split.decode_ms), ("prefill-like", split.prefill_ms),
+                                          ("of unknown shape", split.unknown_ms)) if ms]
+    meaning = (f"decode-like means at most {m.options.get('decode_max_tokens', 256)} tokens per call, which a "
+               "small chunked prefill also matches")
+    if len(parts) == 1:
+        lines.append(f"- All of it is {parts[0][0]} ({meaning}).")
+    elif parts:
+        shares = ", ".join(f"{label} {num(ms, 3)} ms ({pct(ms / m.total_time_ms * 100)})" for label, ms in parts)
+        lines.append(f"- Phases: {shares}; {meaning}.")
+    if layers:
+        lines.append(layers)
+    if comparative and m.operations and not m.operations_omitted:
+        t2 = [op.t2_time_ms for op in m.operations]
+        if all(t is not None for t in t2):
+            total2 = round(sum(t for t in t2 if t is not None), 3)
+            lines.append(f"- Trace 2: {num(total2, 3)} ms for the same signatures.")
+    if plot_name:
+        lines += ["", f"![Roofline]({plot_name})"]
+    return lines
+
+
+def operations(m: MetricsOk, max_rows: int) -> list[str]:
+    """The top ops by time, each with its role and phase, and one line for the rest."""
+    lines = ["## Operations", ""]
+    if not m.operations:
+        return lines + ["No operations are listed."]
+    shown = m.operations[:max_rows]
+    if m.comparison_scope == "comparative":
+        header = ["#", "Operation", "Role", "Phase", "Trace 1 Time (ms)", "Trace 2 Time (ms)", "Change (trace 2)",
+                  "%E2E", "Count (T1/T2)", "Bound"]
+        rows = [[str(i), code(op.display_name, in_table=True, limit=70), role_label(op),
+                 phase_label(op.moe.phase if op.moe else None), num(op.time_ms, 3), num(op.t2_time_ms, 3),
+                 change(op.speedup_pct), num(op.percent_of_total), f"{op.count}/{count(op.count_trace2)}",
+                 bound_label(op.efficiency.bound_type)] for i, op in enumerate(shown, start=1)]
+    else:
+        header = ["#", "Operation", "Role", "Phase", "Implementation", "Time (ms)", "%E2E", "Count", "Efficiency",
+                  "Bound"]
+        rows = [[str(i), code(op.display_name, in_table=True, limit=70), role_label(op),
+                 phase_label(op.moe.phase if op.moe else None), implementation(op), num(op.time_ms, 3),
+                 num(op.percent_of_total), str(op.count), efficiency_cell(op),
+                 bound_label(op.efficiency.bound_type)] for i, op in enumerate(shown, start=1)]
+    lines += table(header, rows)
+    rest = m.operations_total - len(shown)
+    if rest > 0:
+        rest_ms = max(0.0, m.total_time_ms - sum(op.time_ms for op in shown))
+        lines += ["", f"{plural(rest, 'more signature')}: {num(rest_ms, 3)} ms "
+                      f"({pct(rest_ms / m.total_time_ms * 100 if m.total_time_ms else None)} of MoE time)."]
+    return lines
+
+
+def op_ref(m: MetricsOk, op: Operation) -> str:
+    """An op as sentences name it: its name, or its row of the operations table when names repeat.
+
+    SGLang launches both GEMMs of a layer under one name, and every family
+    lists one op at decode and at prefill shapes: ``#3 (up, decode-like)``
+    says which one without repeating a long name.
+    """
+    if sum(1 for other in m.operations if other.display_name == op.display_name) < 2 or op.moe is None:
+        return code(op.display_name, limit=70)
+    where = f"{op.moe.kind}, {phase_label(op.moe.phase)}"
+    index = next(i for i, other in enumerate(m.operations) if other is op)
+    rows = max(1, int(m.options.get("max_table_ops", 15)))
+    return f"#{index + 1} ({where})" if index < rows else f"{code(op.display_name, limit=70)} ({where})"
+
+
+def implementation(op: Operation) -> str:
+    if op.implementation:
+        return op.implementation  # our own label, from the family table
+    return f"unknown family ({inline(op.library)})" if op.library != "Unknown" else "unknown family"
+
+
+def change(speedup_pct: float | None) -> str:
+    """How trace 2 compares with trace 1: ``X.XX% faster`` / ``slower``, never a ratio."""
+    if speedup_pct is None:
+        return DASH
+    if abs(speedup_pct) < 0.005:
+        return "no change"
+    return f"{abs(speedup_pct):.2f}% {'faster' if speedup_pct > 0 else 'slower'}"

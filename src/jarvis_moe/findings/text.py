@@ -1,0 +1,123 @@
+"""Formatting helpers of the findings page: identifiers, sentences, numbers, tables.
+
+Trace text reaches the page in three forms, each safe for where it goes:
+
+- :func:`code` writes an identifier (op, kernel, module, file name) as an
+  inline code span: it reads cleanly raw and rendered, and nothing inside a
+  code span is markdown. Text holding ``&``, ``<`` or ``>`` (display text
+  carries those as entities, which a code span would show raw) or ``#``
+  (the host finds its sections by their text, ``## Recommendations``, even
+  inside a span) is written escaped instead, like any sentence text;
+- :func:`inline` escapes display text for a sentence: every character that
+  could start inline markdown is backslash-escaped, ``<``/``>`` become
+  entities, so readers see the same characters;
+- :func:`data_cell` keeps the host-parsed Data-table cells verbatim (the
+  host compares them with the metrics JSON), escaping only ``|``.
+
+Trace text is never placed at the start of a line, so it cannot start a
+heading, list or quote. Numbers are printed as the engine rounded them:
+each figure has one number of places, used wherever it appears.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Sequence
+
+DASH = "—"
+
+_INLINE_SPECIALS = re.compile(r"([\\`*_\[\]|~#!])")
+_BREAKS = re.compile(r"[\r\n\t\v\f\x1c-\x1e\x85\u2028\u2029]+")
+_PARTIAL_ENTITY = re.compile(r"&[#A-Za-z0-9]*$")
+
+
+def inline(display: object) -> str:
+    """Display text made inert inside a sentence, a title or a reader-table cell."""
+    s = _BREAKS.sub(" ", "" if display is None else str(display))
+    s = s.replace("<", "&lt;").replace(">", "&gt;")
+    return _INLINE_SPECIALS.sub(r"\\\1", s)
+
+
+def code(display: object, *, in_table: bool = False, limit: int | None = None) -> str:
+    """An identifier as an inline code span (or escaped text when a span would garble it)."""
+    text = _BREAKS.sub(" ", "" if display is None else str(display)).strip()
+    if limit is not None:
+        text = shorten(text, limit)
+    if not text:
+        return DASH
+    if any(c in text for c in "&<>#"):
+        return inline(text)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    body = text.replace("|", "\\|") if in_table else text
+    if not in_table and "|" in text:
+        return inline(text)
+    return f"{fence}{pad}{body}{pad}{fence}"
+
+
+def shorten(display: str, limit: int = 60) -> str:
+    """Cut display text to ``limit`` characters without splitting an entity."""
+    if len(display) <= limit:
+        return display
+    return _PARTIAL_ENTITY.sub("", display[:limit]).rstrip() + "…"
+
+
+def data_cell(display: object) -> str:
+    """A verbatim Data-table cell: display text with only ``|`` escaped."""
+    return DASH if display is None or display == "" else str(display).replace("|", "\\|")
+
+
+def num(value: float | int | None, places: int = 2, *, thousands: bool = False) -> str:
+    """A figure with the places it was rounded to, or an em dash."""
+    if value is None:
+        return DASH
+    return f"{value:,.{places}f}" if thousands else f"{value:.{places}f}"
+
+
+def pct(value: float | None, places: int = 2) -> str:
+    return DASH if value is None else f"{num(value, places)}%"
+
+
+def peak(value: float | None) -> str:
+    """A platform peak as the metadata wrote it: ``708``, ``5.3``."""
+    return DASH if value is None else f"{round(value, 2):g}"
+
+
+def count(n: int | None) -> str:
+    return DASH if n is None else str(n)
+
+
+def value(x: float | int | None) -> str:
+    """A figure exactly as stored: whole numbers plain, others with the places they carry."""
+    if x is None:
+        return DASH
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def joined(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """Lines of a pipe table; cells must already be escaped."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def bound_label(bound: str | None) -> str:
+    return f"{bound}-bound" if bound in ("memory", "compute") else DASH
+
+
+def sentence(text: str) -> str:
+    """End a line of prose with a full stop (warnings come without one)."""
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."

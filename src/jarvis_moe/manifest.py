@@ -1,0 +1,127 @@
+"""This plugin's manifest, ``plugin.toml``: its categories and their default options.
+
+An installed wheel carries the manifest inside the package
+(``jarvis_moe/plugin.toml``); a source checkout has it at the repository
+root. Reading it needs the standard library only, so registering the
+categories stays instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from jarvis_moe.tomlcheck import (
+    ConfigError, check_option_value, check_unknown, expect_bool, expect_str, expect_str_list, expect_table,
+    override, parse_toml,
+)
+
+MANIFEST_NAME = "plugin.toml"
+CATEGORY_KEYS = ("description", "enabled", "inputs", "outputs", "options")
+
+
+@dataclass(frozen=True)
+class CategorySpec:
+    """One ``[categories.<name>]`` table of a manifest.
+
+    ``options`` already holds the manifest's shared ``[options]`` with the
+    category's own ``[categories.<name>.options]`` laid over them.
+    """
+
+    name: str
+    description: str
+    enabled: bool
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated ``plugin.toml``."""
+
+    name: str
+    source: str
+    options: Mapping[str, Any]
+    categories: Mapping[str, CategorySpec]
+
+
+def parse_manifest(text: str, source: str) -> Manifest:
+    """Validate the text of a plugin manifest.
+
+    :param text: TOML text of a ``plugin.toml``.
+    :param source: how to name the file in error messages.
+    :return: the manifest, with each category's options merged.
+    :raises ConfigError: on invalid TOML, an unknown key or a wrong type.
+    """
+    data = parse_toml(text, source)
+    check_unknown(data, ("name", "options", "categories"), source, "")
+    if "name" not in data:
+        raise ConfigError(f"{source}: name: missing (the plugin's distribution name)")
+    name = expect_str(data["name"], source, "name")
+    shared = {
+        key: check_option_value(value, source, f"options.{key}")
+        for key, value in expect_table(data.get("options", {}), source, "options").items()
+    }
+    categories: dict[str, CategorySpec] = {}
+    tables = expect_table(data.get("categories", {}), source, "categories")
+    for cat_name, raw in tables.items():
+        prefix = f"categories.{cat_name}"
+        table = expect_table(raw, source, prefix)
+        check_unknown(table, CATEGORY_KEYS, source, prefix)
+        for required in ("description", "inputs", "outputs"):
+            if required not in table:
+                raise ConfigError(f"{source}: {prefix}.{required}: missing")
+        options = dict(shared)
+        own = expect_table(table.get("options", {}), source, f"{prefix}.options")
+        for key, value in own.items():
+            key_path = f"{prefix}.options.{key}"
+            value = check_option_value(value, source, key_path)
+            options[key] = override(shared[key], value, source, key_path) if key in shared else value
+        categories[cat_name] = CategorySpec(
+            name=cat_name,
+            description=expect_str(table["description"], source, f"{prefix}.description"),
+            enabled=expect_bool(table.get("enabled", True), source, f"{prefix}.enabled"),
+            inputs=expect_str_list(table["inputs"], source, f"{prefix}.inputs"),
+            outputs=expect_str_list(table["outputs"], source, f"{prefix}.outputs"),
+            options=options,
+        )
+    return Manifest(name=name, source=source, options=shared, categories=categories)
+
+
+def read_manifest(path: Path) -> Manifest:
+    """Read and validate a plugin manifest file.
+
+    :param path: the ``plugin.toml`` to read.
+    :return: the validated manifest.
+    :raises ConfigError: naming the file and key of the first problem found.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return parse_manifest(text, str(path))
+
+
+def load_manifest() -> Manifest:
+    """Read and validate this plugin's manifest.
+
+    :raises ConfigError: when it is missing or invalid.
+    """
+    packaged = resources.files("jarvis_moe") / MANIFEST_NAME
+    if packaged.is_file():
+        return parse_manifest(packaged.read_text(encoding="utf-8"), f"jarvis_moe/{MANIFEST_NAME}")
+    return read_manifest(Path(__file__).resolve().parents[2] / MANIFEST_NAME)
+
+
+def default_options(category: str) -> dict[str, Any]:
+    """The manifest defaults of one category (shared options with its own laid over them).
+
+    :raises KeyError: when the manifest has no such category.
+    """
+    categories = load_manifest().categories
+    if category not in categories:
+        raise KeyError(f"no category {category!r} in {MANIFEST_NAME} (known: {', '.join(sorted(categories))})")
+    return dict(categories[category].options)

@@ -1,0 +1,125 @@
+"""The replay artifact of a run: a JSON spec of the slow MoE ops and the script that replays them.
+
+A case is written for every listed op with an MoE shape whose roofline
+efficiency is below the option ``replay_below_pct`` (50 %), and for every op
+the shared rules could only estimate heuristically (its efficiency is
+missing or anomalous). The spec holds what the report computed for the op
+— shapes, formats, FLOPs and bytes per call, the trace's time, the platform
+peaks — so the script prints its roofline % on the same scale. The script
+(:mod:`jarvis_moe.replay.moe_replay`) is copied byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+from jarvis_moe import __version__
+from jarvis_moe.engine import dtypes
+from jarvis_moe.engine.families import BY_KEY
+from jarvis_moe.findings.advice import ReplayRef
+from jarvis_moe.metrics import MetricsOk, Operation
+
+FORMAT = "jarvis-moe-replay/1"
+_WEIGHTS = {"MXFP4": "mxfp4", "NVFP4": "mxfp4", "BF16": "bf16", "FP16": "fp16"}
+_BACKEND_LABELS = {"vllm": "vLLM", "sglang": "SGLang", "aiter": "AITER", "torch": "PyTorch reference"}
+
+
+def _weights(op: Operation) -> dict:
+    moe = op.moe
+    assert moe is not None
+    fmt = moe.weight_format
+    if fmt is None:
+        return {"dtype": dtypes.label(moe.weight_dtype) or "bf16", "bits": 16, "scale": None, "zero_points": False}
+    if fmt.name.startswith("FP8 block"):
+        dtype = "fp8_block"
+    elif fmt.element == "fp8":
+        dtype = "fp8"
+    elif fmt.element == "int4":
+        dtype = "int4"
+    else:
+        dtype = _WEIGHTS.get(fmt.name, fmt.element)
+    scale = {"dtype": fmt.scale_dtype, "block": fmt.scale_block} if fmt.scale_dtype else None
+    return {"dtype": dtype, "name": fmt.name, "bits": fmt.bits, "scale": scale, "zero_points": fmt.zero_points}
+
+
+def _kernels(op: Operation) -> list[str]:
+    if op.kernel_name.startswith("Kernel 1: "):
+        return [part.split(": ", 1)[-1] for part in op.kernel_name.split("<br>")]
+    return [op.kernel_name] if op.kernel_name else []
+
+
+def _case(number: int, index: int, op: Operation, m: MetricsOk, reason: str) -> dict:
+    moe = op.moe
+    assert moe is not None
+    family = BY_KEY.get(op.family or "")
+    eff = op.efficiency
+    act = dtypes.label(moe.input_dtype) or "bf16"
+    notes = []
+    if act not in ("bf16", "fp16", "fp32"):
+        # The kernel quantises its activations itself (e.g. FP8 block-scaled
+        # MoE): the replay feeds bf16 hidden states, as the model does.
+        notes.append(f"the trace's {act} activations are quantised inside the kernel; replayed from bf16")
+        act = "bf16"
+    function = None
+    if moe.kind in ("fused", "up") and moe.gated is not False:
+        function = "swiglu" if any(k.endswith("_swiglu") for k in _kernels(op)) else "silu"
+    return {
+        "case": number, "op": op.name, "op_index": index, "kernels": _kernels(op),
+        "family": op.family, "implementation": op.implementation, "library": op.library,
+        "backend": family.replay_backend if family else "torch",
+        "role": moe.kind, "phase": moe.phase,
+        "shape": {"M": moe.num_tokens, "K": moe.hidden_dim, "N": moe.inter_dim, "E": moe.num_experts,
+                  "topk": moe.topk, "gated": moe.gated is not False},
+        "activation": {"dtype": act, "function": function, "fused_in_up_kernel": moe.activation_fused},
+        "weights": _weights(op),
+        "block_rows": moe.padding_block_rows,
+        "flops_per_call": moe.flops_per_call, "bytes_per_call": moe.bytes_per_call,
+        "trace": {"calls": op.count, "mean_us": round(op.time_ms / op.count * 1000.0, 3),
+                  "efficiency_pct": eff.roofline_efficiency_percent, "bound": eff.bound_type},
+        "peak": {"compute_spec": eff.substituted_compute_spec or eff.compute_spec, "tflops": eff.resolved_peak_maf,
+                 "tbs": eff.resolved_peak_hbm_bw},
+        "reason": reason,
+        "notes": notes,
+    }
+
+
+def replay_cases(m: MetricsOk, below_pct: float) -> list[dict]:
+    """One case per slow or unrated listed op that has an MoE shape."""
+    heuristic = {x.op_index for f in m.category_findings if f.estimate_method == "heuristic" for x in f.members}
+    cases = []
+    for index, op in enumerate(m.operations):
+        if op.moe is None:
+            continue
+        eff = op.efficiency.roofline_efficiency_percent
+        if index in heuristic:
+            reason = ("its efficiency cannot be rated (missing or above the anomaly threshold), so its impact "
+                      "was estimated from its share of GPU time")
+        elif eff is not None and eff < below_pct:
+            reason = f"{eff:.2f}% of roofline, below the {below_pct:g}% replay threshold"
+        else:
+            continue
+        cases.append(_case(len(cases) + 1, index, op, m, reason))
+    return cases
+
+
+def replay_files(m: MetricsOk, below_pct: float) -> tuple[list[tuple[str, bytes]], ReplayRef | None]:
+    """The spec and the script to write (none when nothing is slow), and what Path B says of them."""
+    cases = replay_cases(m, below_pct)
+    if not cases:
+        return [], None
+    spec = {
+        "format": FORMAT, "category": m.category, "generated_by": f"jarvis-moe {__version__}",
+        "threshold_pct": below_pct,
+        "platform": {"name": m.platform, "peak_hbm_tbs": m.category_specific.peak_hbm_bw_tbs,
+                     "peak_tflops": dict(sorted({c["peak"]["compute_spec"]: c["peak"]["tflops"] for c in cases
+                                                 if c["peak"]["compute_spec"]}.items()))},
+        "cases": cases,
+    }
+    script = resources.files("jarvis_moe.replay").joinpath("moe_replay.py").read_bytes()
+    name = f"{m.category}_replay"
+    files = [(f"category_data/{name}.json", (json.dumps(spec, indent=2, ensure_ascii=False) + "\n").encode()),
+             (f"category_findings/{name}.py", script)]
+    ref = ReplayRef(f"category_findings/{name}.py",
+                    [(c["case"], c["op_index"], _BACKEND_LABELS.get(c["backend"], c["backend"])) for c in cases])
+    return files, ref

@@ -1,0 +1,128 @@
+"""Metrics for the findings tests, built by the engine itself from fixtures.
+
+Every sample is what the engine produces for a real or generated output
+directory, never hand-written figures: a page test then checks the page the
+product really writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jarvis_moe.engine.assemble import build_metrics
+from jarvis_moe.engine.contract import CategoryPaths
+from jarvis_moe.engine.load import load_inputs
+from jarvis_moe.manifest import default_options
+from jarvis_moe.metrics import MetricsError, MetricsNoData, MetricsOk
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SYNTHETIC = "synthetic-mixtral-decode-bf16"
+SYNTHETIC_VS = "synthetic-mixtral-decode-bf16-vs-faster"
+GPT_OSS_DECODE = "gpt-oss-20b-mi300x-decode-bs32"
+GPT_OSS_PREFILL = "gpt-oss-20b-mi300x-prefill-bs8192"
+REAL_H200 = "real-h200-mixtral-sglang-mixed-routing"
+
+
+def category_of(directory: Path) -> str:
+    return "moe_unfused" if (directory / "category_data" / "moe_unfused_ops.csv").is_file() else "moe_fused"
+
+
+def metrics_for(directory: Path, scope: str = "standalone", **options: Any) -> MetricsOk:
+    """The engine's metrics of an output directory (nothing is written)."""
+    category = category_of(directory)
+    inputs = load_inputs(CategoryPaths(directory, category))
+    assert inputs is not None, f"{directory} has no {category} rows"
+    opts = {**default_options(category), "roofline_plot": False, **options}
+    return build_metrics(inputs, category=category, scope=scope, options=opts, generated_by="jarvis-moe test")
+
+
+@lru_cache(maxsize=None)
+def fixture_metrics(name: str, scope: str = "standalone") -> MetricsOk:
+    """The engine's metrics of a bundled fixture (cached: fixtures are read-only)."""
+    return metrics_for(FIXTURES / name, scope)
+
+
+def edited(fixture: str, **cells: str) -> Path:
+    """A temporary copy of a fixture with every row's ``cells`` replaced."""
+    target = Path(tempfile.mkdtemp(prefix="jarvis-sample-")) / fixture
+    shutil.copytree(FIXTURES / fixture, target)
+    path = target / "category_data" / f"{category_of(target)}_ops.csv"
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, **{k: v for k, v in cells.items() if k in row}})
+    return target
+
+
+UNMODELLED = {c: "" for c in ("GFLOPS", "Data Moved (MB)", "FLOPS/Byte", "TFLOPS/s_mean", "TB/s_mean",
+                                "Pct Roofline_mean", "Roofline Time (µs)_first", "Roofline Bound")}
+
+
+def hostile(name: str, *, kernel: str | None = None, path: str | None = None, args: str | None = None,
+            warning: str | None = None, comparative: bool = False, heuristic: bool = False,
+            platform: str | None = None) -> MetricsOk:
+    """The engine's metrics of the synthetic fixture whose trace strings are attacker-chosen.
+
+    ``args`` becomes a dtype name of the first input, ``warning`` the text of
+    an unusable number cell (the loader quotes it in a warning), and
+    ``heuristic`` blanks the roofline columns so the op is estimated from its
+    share of GPU time.
+    """
+    kernel = name if kernel is None else kernel
+    frames = [f"nn.Module: {name}", "nn.Module: DecoderLayer", path or name, kernel]
+    cells = dict(name=name, entry_point=path or name, call_stack_full=repr(frames),
+                 kernel_details_summary=repr([{"name": kernel, "stream": 7}]))
+    if args is not None:
+        cells["Input type"] = repr((args, "c10::BFloat16"))
+    if warning is not None:
+        cells["FLOPS/Byte"] = warning if warning.strip() else "x"
+    if heuristic:
+        cells.update(UNMODELLED)
+    directory = edited(SYNTHETIC_VS if comparative else SYNTHETIC, **cells)
+    if platform is not None:
+        meta = directory / "metadata" / "moe_fused_metadata.json"
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        meta.write_text(json.dumps({**data, "platform": platform}), encoding="utf-8")
+    return metrics_for(directory, "comparative" if comparative else "standalone")
+
+
+def no_data(category: str = "moe_fused", sibling: str | None = None) -> MetricsNoData:
+    return MetricsNoData(category=category, status="NO_DATA", comparison_scope="standalone",
+                         generated_by="jarvis-moe test", message="No MoE operations detected in this trace.",
+                         sibling_category=sibling)
+
+
+def error_metrics(category: str = "moe_fused") -> MetricsError:
+    return MetricsError(category=category, status="ERROR", comparison_scope="standalone",
+                        generated_by="jarvis-moe test",
+                        message="The column 'Kernel Time (µs)_sum' holds text where a number is expected.",
+                        file=f"category_data/{category}_ops.csv", location="row 3, column 'Kernel Time (µs)_sum'")
+
+
+def write_and_check(out_dir: Path, metrics: MetricsOk | MetricsNoData | MetricsError,
+                    plot_name: str | None = None) -> list[str]:
+    """Render, self-check and write the outputs, then run the shared checker on them.
+
+    :return: the shared checker's violations (empty when the outputs conform).
+    """
+    from conformance.check_findings import check
+    from jarvis_moe.findings import render
+    from jarvis_moe.findings.check import ensure_findings
+    from jarvis_moe.output import metrics_json, write_outputs
+
+    markdown = render(metrics, plot_name=plot_name)
+    payload = metrics_json(metrics)
+    ensure_findings(markdown, json.loads(payload))
+    write_outputs(out_dir, [(f"category_data/{metrics.category}_metrics.json", payload.encode()),
+                            (f"category_findings/{metrics.category}_findings.md", markdown.encode())])
+    _, errors = check(Path(out_dir), metrics.category)
+    return errors

@@ -1,0 +1,123 @@
+"""The shape of the package: layers, no cycles, small modules, no dead code.
+
+The flow is host → (entry point) → plugin → run → engine → metrics → findings
+→ output. Read statically from the source, so nothing here depends on what
+a test happened to import.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+SRC = Path(__file__).parents[1] / "src"
+PACKAGE = SRC / "jarvis_moe"
+# A self-contained program copied next to the outputs (it cannot import the
+# package), not a module of it: its size is its own business.
+ARTIFACTS = {"jarvis_moe.replay.moe_replay"}
+MAX_LINES = 400
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports(name: str) -> set[str]:
+    """Modules of the package that ``name`` imports, at any depth of its code."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    package = name if MODULES[name].name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found |= {t for t in targets if t in MODULES and t != name}
+    return found
+
+
+GRAPH = {name: imports(name) for name in MODULES}
+
+
+def reaches(start: str, goal: str) -> bool:
+    seen, todo = set(), [start]
+    while todo:
+        node = todo.pop()
+        for nxt in GRAPH[node]:
+            if nxt == goal:
+                return True
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return False
+
+
+def test_there_is_no_import_cycle():
+    cycles = [name for name in MODULES if reaches(name, name)]
+    assert cycles == []
+
+
+def test_the_plugin_needs_no_host():
+    assert not any(dep.startswith("jarvis_moe.host") for dep in GRAPH["jarvis_moe.plugin"])
+    assert not reaches("jarvis_moe.plugin", "jarvis_moe.host")
+
+
+def test_the_host_reaches_no_engine_except_through_the_entry_point():
+    for name in MODULES:
+        if name.startswith("jarvis_moe.host"):
+            assert not any(dep.startswith(("jarvis_moe.engine", "jarvis_moe.findings", "jarvis_moe.run",
+                                           "jarvis_moe.plugin", "jarvis_moe.replay")) for dep in GRAPH[name]), name
+
+
+def test_the_engine_knows_nothing_of_pages_files_or_hosts():
+    for name in MODULES:
+        if name.startswith("jarvis_moe.engine"):
+            assert not any(dep.startswith(("jarvis_moe.findings", "jarvis_moe.output", "jarvis_moe.host",
+                                           "jarvis_moe.run", "jarvis_moe.replay")) for dep in GRAPH[name]), name
+
+
+def test_the_findings_render_metrics_and_compute_no_figures():
+    allowed_engine = {"jarvis_moe.engine.dtypes"}  # labels of the one dtype table
+    for name in MODULES:
+        if name.startswith("jarvis_moe.findings"):
+            engine = {d for d in GRAPH[name] if d.startswith("jarvis_moe.engine")}
+            assert engine <= allowed_engine, (name, engine)
+
+
+def test_no_module_is_over_400_lines_and_each_says_its_job():
+    for name, path in MODULES.items():
+        text = path.read_text(encoding="utf-8")
+        if name not in ARTIFACTS:
+            assert len(text.splitlines()) <= MAX_LINES, f"{name} has {len(text.splitlines())} lines"
+        doc = ast.get_docstring(ast.parse(text))
+        assert doc and len(doc) > 20, f"{name} has no opening comment saying its job"
+
+
+def test_no_function_is_dead():
+    """Every top-level function or class is used somewhere else in the package.
+
+    Entry points the outside calls by name (console scripts, hooks, the
+    analyser, the drop-in) are listed; anything else only a test calls is dead.
+    """
+    entry_points = {"main", "jarvis_register_categories", "analyse", "json_schema", "build_parser"}
+    sources = {name: path.read_text(encoding="utf-8") for name, path in MODULES.items() if name not in ARTIFACTS}
+    everything = "\n".join(sources.values())
+    dead = []
+    for name, text in sources.items():
+        for node in ast.parse(text).body:
+            if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) or node.name in entry_points:
+                continue
+            uses = len(re.findall(rf"\b{re.escape(node.name)}\b", everything))
+            if uses < 2:
+                dead.append(f"{name}.{node.name}")
+    assert dead == []

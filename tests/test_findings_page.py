@@ -1,0 +1,292 @@
+"""The findings page: its forms, the host's contract, and sentences true for their numbers.
+
+Every page here is what the engine writes for a fixture. Most tests assert a
+sentence (or its absence) that an earlier version got wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conformance.check_findings import check
+from jarvis_moe.findings import render
+from jarvis_moe.findings.check import verify_findings
+from jarvis_moe.metrics import to_json_data
+from jarvis_moe.run import analyse
+from samples import (
+    FIXTURES, GPT_OSS_DECODE, GPT_OSS_PREFILL, REAL_H200, SYNTHETIC, SYNTHETIC_VS, error_metrics, fixture_metrics,
+    no_data, write_and_check,
+)
+
+FAM_SGLANG = "fam-sglang-triton-mixtral-fp8-mi300x"
+FAM_CK = "fam-ck-two-stage-dsv2lite-mi300x"
+ALL = sorted(p.name for p in FIXTURES.iterdir() if (p / "category_data").is_dir()
+             and any((p / "category_data").glob("moe_*_ops.csv")))
+
+
+def page(name: str, scope: str = "standalone") -> str:
+    return render(fixture_metrics(name, scope))
+
+
+def section(text: str, title: str) -> str:
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def reader_part(text: str) -> str:
+    return text.split("## Recommendations", 1)[0]
+
+
+# --- every form conforms ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_fixture_page_passes_both_checkers(tmp_path, name):
+    out = tmp_path / name
+    shutil.copytree(FIXTURES / name, out)
+    category = "moe_unfused" if (out / "category_data" / "moe_unfused_ops.csv").exists() else "moe_fused"
+    result = analyse(out, category=category, options={"roofline_plot": False})
+    assert not result.internal_error, result.message
+    metrics, errors = check(out, category)
+    assert errors == []
+    text = (out / "category_findings" / f"{category}_findings.md").read_text(encoding="utf-8")
+    assert verify_findings(text, metrics) == []
+
+
+def test_comparative_page_passes_both_checkers(tmp_path):
+    assert write_and_check(tmp_path, fixture_metrics(SYNTHETIC_VS, "comparative")) == []
+
+
+@pytest.mark.parametrize("metrics", [no_data(), no_data("moe_unfused", "moe_fused"), error_metrics()])
+def test_missing_and_error_pages_pass_the_shared_checker(tmp_path, metrics):
+    assert write_and_check(tmp_path, metrics) == []
+
+
+def test_host_sections_come_last_cards_in_rank_order_with_library_suffix():
+    text = page(GPT_OSS_DECODE)
+    headings = re.findall(r"(?m)^## (.+)$", text)
+    assert headings[-2:] == ["Recommendations", "Detailed Analysis"]
+    assert re.findall(r"(?m)^### (P\d+): .*\((\w+)\)$", text) == [("P1", "Triton"), ("P2", "Triton")]
+
+
+def test_markers_copy_the_scores_of_the_findings():
+    metrics = fixture_metrics(GPT_OSS_DECODE)
+    text = render(metrics)
+    for f in metrics.category_findings:
+        assert (f"<!-- impact-begin kind=p_item low={f.impact_score_low:.2f} mid={f.impact_score:.2f} "
+                f"high={f.impact_score_high:.2f} -->") in text
+        assert f"<!-- impact-begin kind=detail_estimate low={f.impact_score_low:.2f} high={f.impact_score_high:.2f} -->" in text
+
+
+def test_data_rows_are_verbatim_and_tell_role_and_phase_apart():
+    metrics = fixture_metrics(REAL_H200)
+    text = render(metrics)
+    op = metrics.operations[0]
+    row = f"| {op.name} | {op.args} | {op.launcher_path} | {op.kernel_name_trunc} | {op.time_ms:.3f} |"
+    assert row in text
+    assert "| up projection | prefill-like |" in section(text, "Detailed Analysis")
+
+
+def test_heuristic_card_carries_the_estimated_warning_with_the_share():
+    text = page(REAL_H200)
+    assert ("> **Warning — estimated:** No performance model for this op; impact is derived from its E2E "
+            "GPU-time share (1.91%), not a gap projection.") in text
+
+
+def test_comparative_cards_speak_of_faster_and_slower():
+    text = page(SYNTHETIC_VS, "comparative")
+    assert "32.69% faster in trace 2" in text
+    assert "| Args (T1) |" in text and "trace2/trace1" not in text
+
+
+def test_zero_findings_leave_both_host_sections_empty():
+    metrics = fixture_metrics(GPT_OSS_DECODE)
+    text = render(metrics.model_copy(update={"category_findings": []}))
+    assert text.endswith("## Recommendations\n\n## Detailed Analysis\n")
+
+
+def test_missing_category_whose_sibling_has_moe_says_the_model_uses_moe(tmp_path):
+    out = tmp_path / GPT_OSS_DECODE
+    shutil.copytree(FIXTURES / GPT_OSS_DECODE, out)
+    assert analyse(out, category="moe_fused").status.value == "NO_DATA"
+    text = (out / "category_findings" / "moe_fused_findings.md").read_text(encoding="utf-8")
+    assert "Model does not use Mixture of Experts architecture" not in text
+    assert "The model does use Mixture of Experts" in text
+    assert "`category_findings/moe_unfused_findings.md`" in text
+
+
+def test_missing_category_without_any_moe_keeps_the_standard_note(tmp_path):
+    out = tmp_path / "dense"
+    shutil.copytree(FIXTURES / "qwen3-8b-dense-mi300x-decode", out)
+    for category in ("moe_fused", "moe_unfused"):
+        assert analyse(out, category=category).status.value == "NO_DATA"
+        text = (out / "category_findings" / f"{category}_findings.md").read_text(encoding="utf-8")
+        assert "- Model does not use Mixture of Experts architecture" in text
+
+
+def test_error_page_names_the_file_the_place_and_the_problem():
+    text = render(error_metrics())
+    assert "Status: ERROR" in text
+    assert "- File: `category_data/moe_fused_ops.csv`." in text
+    assert "- Where: row 3, column 'Kernel Time (µs)\\_sum'." in text
+
+
+# --- sentences true for their numbers (one test per point found wrong) --------
+
+
+def test_padding_is_advised_only_for_compute_bound_ops_with_its_saving():
+    assert "Padding" not in section(page(GPT_OSS_DECODE), "Optimisation Paths")
+    paths = section(page(GPT_OSS_PREFILL), "Optimisation Paths")
+    item = next(line for line in paths.splitlines() if line.startswith("- Padding:"))
+    assert "128-row blocks, from the kernel name" in item
+    assert re.search(r"at most \d+\.\d{3} ms \(\d+\.\d{2}% of GPU time\)", item)
+    assert "Smaller blocks or a token-gathering layout" not in page(GPT_OSS_PREFILL)
+
+
+def test_fusion_says_which_traffic_a_fused_kernel_would_save():
+    sglang = section(page(REAL_H200), "Optimisation Paths")
+    assert "activation runs as its own kernel, so the intermediate crosses memory three times over" in sglang
+    ck = page(FAM_CK)
+    assert "keeps the intermediate on chip" not in ck
+    assert "applies the activation itself" in ck or "fusing the pipeline" in ck
+
+
+def test_skew_reads_both_ends_of_the_spread():
+    routing = section(page(GPT_OSS_DECODE), "Routing and Load Balance")
+    down = next(line for line in routing.splitlines() if "unfused_down`:" in line)
+    assert "from 0.61× to 1.05× the median" in down
+    assert "some calls route their tokens to fewer experts" in down
+    assert "no duration evidence of routing skew" not in page(GPT_OSS_DECODE)
+
+
+def test_topk_advice_states_what_it_buys_and_is_omitted_at_prefill():
+    assert "from 31.55 to 27.94 (−11%)" in page(GPT_OSS_DECODE)
+    assert "Top-k" not in page(GPT_OSS_PREFILL)
+
+
+def test_a_stage_far_below_its_sibling_is_singled_out():
+    paths = section(page(GPT_OSS_DECODE), "Optimisation Paths")
+    item = next(line for line in paths.splitlines() if line.startswith("- Sibling stages:"))
+    assert "`pseudo_op::moe_triton_unfused_down` reaches 0.97 TB/s against 2.2 TB/s" in item
+    assert "moving 0.50× its bytes" in item
+
+
+def test_compute_bound_ops_get_the_fp8_compute_lever_not_a_weight_precision_verdict():
+    text = page(GPT_OSS_PREFILL)
+    assert "this platform's FP8 peak is 1273 TFLOP/s" in text
+    assert "weight precision is not a lever" not in text
+
+
+def test_parallelism_names_both_sides():
+    item = next(line for line in page(GPT_OSS_DECODE).splitlines() if line.startswith("- Parallelism:"))
+    assert "all-to-all dispatch and combine" in item and "tensor parallelism" in item
+
+
+def test_peaks_are_named_for_what_they_are_and_savings_as_upper_bounds():
+    overview = section(page(GPT_OSS_DECODE), "Overview")
+    assert "(a maximum achievable figure)" in overview and "(the datasheet peak)" in overview
+    assert "upper bounds" in overview
+    assert "save up to" not in page(GPT_OSS_DECODE)
+
+
+def test_one_rounding_for_each_figure():
+    text = page(GPT_OSS_DECODE)
+    assert "31.55" in text and "31.60" not in text
+    assert "30.46" in text and "30.47" not in text  # the up op's share, same everywhere
+    synthetic = page(SYNTHETIC)
+    assert "7.92" in synthetic and "7.90" not in synthetic
+
+
+def test_small_batches_are_called_decode_like():
+    text = page(GPT_OSS_DECODE)
+    assert "decode-like" in text
+    assert "which a small chunked prefill also matches" in text
+    assert not re.search(r"\| decode \|", text)
+
+
+def test_the_gpt_oss_decode_page_is_short_and_says_each_fact_once():
+    text = page(GPT_OSS_DECODE)
+    assert len(text.splitlines()) <= 100
+    assert text.count("has no fp4 matrix peak") == 1
+    assert reader_part(text).count("283") == 1
+    assert "between 4 and 32" not in text
+
+
+def test_identifiers_are_code_spans_in_the_reader_sections():
+    reader = reader_part(page(GPT_OSS_DECODE))
+    assert "`pseudo_op::moe_triton_unfused_down`" in reader
+    assert "pseudo\\_op" not in reader
+
+
+def _decode_evidence(name: str) -> list[dict]:
+    ops = fixture_metrics(name).model_dump(mode="json")["operations"]
+    return [op["moe"]["skew"] for op in ops if op["moe"]["skew"]["direction"] == "fewer_experts"]
+
+
+def test_more_than_100_percent_on_a_memory_bound_op_is_read_as_routing_first():
+    text = page(REAL_H200)
+    assert "the measurement or the peak is wrong" not in text
+    routing = section(text, "Routing and Load Balance")
+    assert "Its 107.00% of roofline counts the weights of 8 experts per call" in routing
+    evidence = _decode_evidence(REAL_H200)
+    assert len(evidence) == 2  # the decode-like up and down launches
+    for skew in evidence:
+        low = skew["implied_active_experts"]["low"]
+        assert f"the fastest read about {low:.1f} of 8 experts' weights" in routing
+        uniform = skew["uniform_active_experts"]
+        assert f"uniform routing reads {uniform['low']:.0f}–{uniform['high']:.0f} over {skew['calls']} calls" in routing
+
+
+def test_prefill_compute_bound_durations_are_not_claimed_as_routing_evidence():
+    routing = section(page(REAL_H200), "Routing and Load Balance")
+    assert "Compute-bound (prefill-like): routing does not change the bound" in routing
+
+
+def test_path_a_routing_item_is_grounded_in_the_evidence():
+    paths = section(page(REAL_H200), "Optimisation Paths")
+    item = next(line for line in paths.splitlines() if line.startswith("- Routing balance:"))
+    lows = [skew["implied_active_experts"]["low"] for skew in _decode_evidence(REAL_H200)]
+    assert all(f"about {low:.1f} of 8 experts" in item for low in lows) and "EPLB" in item
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_recommended_lever_is_worth_one_percent_of_gpu_time(name):
+    metrics = fixture_metrics(name)
+    paths = section(render(metrics), "Optimisation Paths")
+    for line in paths.splitlines():
+        if not line.startswith("- ") or line.startswith("- Roofline gaps"):
+            continue
+        shares = [float(x) for x in re.findall(r"\((\d+\.\d+)% of GPU time\)", line)]
+        reach = [float(x) for x in re.findall(r"take (\d+\.\d+)% of GPU time", line)]
+        if shares or reach:
+            assert max(shares + reach) >= 1.0, line
+    small = [line for line in paths.splitlines() if line.startswith("Checked and worth less")]
+    for line in small:
+        assert all(float(x) < 1.0 for x in re.findall(r"\((\d+\.\d+)%\)", line)), line
+
+
+def test_rendering_is_pure():
+    metrics = fixture_metrics(GPT_OSS_DECODE)
+    before = to_json_data(metrics)
+    render(metrics)
+    assert to_json_data(metrics) == before
+
+
+def test_the_documented_example_is_what_the_engine_writes(tmp_path):
+    out = tmp_path / GPT_OSS_DECODE
+    shutil.copytree(FIXTURES / GPT_OSS_DECODE, out)
+    analyse(out, category="moe_unfused", options={"roofline_plot": False})
+    example = (out / "category_findings" / "moe_unfused_findings.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).parents[1] / "docs" / "findings.md").read_text(encoding="utf-8")
+    assert f"````markdown\n{example}````\n" in doc, "regenerate the example in docs/findings.md"
+
+
+def test_the_metrics_json_round_trips(tmp_path):
+    metrics = fixture_metrics(REAL_H200)
+    assert write_and_check(tmp_path, metrics) == []
+    saved = json.loads((tmp_path / "category_data" / "moe_unfused_metrics.json").read_text(encoding="utf-8"))
+    assert saved == to_json_data(metrics)
