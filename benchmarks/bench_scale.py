@@ -199,7 +199,10 @@ def _steps(out: Path, category: str, options: dict[str, Any]) -> dict[str, Calla
     import polars as pl
 
     # Imported before any measurement, so neither step counts them.
-    from jarvis_moe import analysis, findings, load, output  # noqa: F401
+    from jarvis_moe import findings, output  # noqa: F401
+    from jarvis_moe.engine import assemble, load  # noqa: F401
+    from jarvis_moe.findings import check  # noqa: F401
+    from jarvis_moe.replay import spec  # noqa: F401
     from jarvis_moe.run import analyse
 
     path = out / "category_data" / f"{category}_ops.csv"
