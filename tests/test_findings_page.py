@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conformance.check_findings import check
-from jarvis_moe.findings import render
+from jarvis_moe.findings import ReplayRef, render
 from jarvis_moe.findings.check import verify_findings
 from jarvis_moe.metrics import to_json_data
 from jarvis_moe.run import analyse
@@ -290,3 +290,61 @@ def test_the_metrics_json_round_trips(tmp_path):
     assert write_and_check(tmp_path, metrics) == []
     saved = json.loads((tmp_path / "category_data" / "moe_unfused_metrics.json").read_text(encoding="utf-8"))
     assert saved == to_json_data(metrics)
+
+
+GPTQ = "fam-gptq-awq-qwen3-30b-a3b-mi300x"
+FP8_BLOCK = "fam-fp8-blockscale-dsv3-tp8-mi300x"
+
+
+def test_the_fp8_compute_lever_names_the_ops_own_peak_and_keeps_low_bit_weights():
+    # fp16 activations: the op is rated against the fp16 matrix peak, not bf16,
+    # and int4 weights are not told to grow to FP8 storage.
+    paths = section(page(GPTQ), "Optimisation Paths")
+    item = next(line for line in paths.splitlines() if line.startswith("- FP8 compute:"))
+    assert "654 TFLOP/s fp16 matrix peak" in item and "bf16" not in item
+    assert "low-bit weights converted to FP8 inside the kernel" in item
+    assert "FP8 weights and activations" not in item
+
+
+def test_tokens_are_counted_per_expert_read_not_per_expert():
+    # DeepSeek-V3 decode: M=32, top-8 of 256. M·k/E = 1, but the 256 picks fall
+    # on 256·(1 − (1 − 8/256)^32) = 163.31 experts: 256 / 163.31 = 1.57 each.
+    text = page(FP8_BLOCK)
+    assert "1 tokens" not in text
+    assert "163.31 of 256 experts active per call, serving 1.57 tokens each on average" in text
+    assert "each expert read serves 1.57 tokens on average" in section(text, "Optimisation Paths")
+    assert "for 1.57 tokens per expert read" in section(text, "Recommendations")
+
+
+def test_scale_bytes_that_move_no_figure_are_not_reported():
+    # DeepSeek-V3's 128x128 block scales add 0.22 MB to 150 MB a call: +0.0%.
+    metrics = fixture_metrics(FP8_BLOCK)
+    decode = metrics.operations[0].moe
+    assert decode is not None and decode.scale_bytes_per_call
+    assert decode.scale_bytes_per_call / decode.bytes_per_call < 0.01
+    assert "- Scales:" not in section(render(metrics), "Routing and Load Balance")
+    assert "- Scales:" in section(page(GPT_OSS_DECODE), "Routing and Load Balance")  # MXFP4: +6.2%
+
+
+def test_an_action_points_at_a_replay_case_only_when_one_was_written():
+    metrics = fixture_metrics(GPT_OSS_DECODE)
+    without = section(render(metrics), "Recommendations")
+    assert "replay case" not in without
+    with_replay = section(render(metrics, replay=ReplayRef("category_findings/x.py", [(1, 0, "PyTorch reference")])),
+                          "Recommendations")
+    actions = [line for line in with_replay.splitlines() if line.startswith("**Action**")]
+    assert "starting from its replay case" in actions[0] and "replay case" not in actions[1]
+
+
+def test_fp8_weights_are_not_told_to_become_fp8():
+    paths = section(page("fam-aiter-1stage-llama4-scout-fp8-mi325x"), "Optimisation Paths")
+    item = next(line for line in paths.splitlines() if line.startswith("- FP8 compute:"))
+    assert "FP8 activations, so the kernel computes on its FP8 weights directly" in item
+    assert "converted" not in item and "FP8 weights and activations" not in item
+
+
+def test_the_fp8_compute_lever_names_the_peak_that_stood_in():
+    # MI300X has no fp4 peak: the overview says bf16 stood in, and so must the lever.
+    paths = section(page(GPT_OSS_PREFILL), "Optimisation Paths")
+    item = next(line for line in paths.splitlines() if line.startswith("- FP8 compute:"))
+    assert "708 TFLOP/s bf16 matrix peak" in item and "fp4 matrix peak" not in item

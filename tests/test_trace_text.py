@@ -279,13 +279,21 @@ def test_launcher_frames_of_the_fixtures():
 
 
 def test_launcher_frames_skip_files_modules_markers_and_kernels():
-    stack = [
-        ["nn.Module: M", "sglang/srt/layers/moe.py(10): forward", "sglang::moe_fused_gate",
-         "aten::mm", "pseudo_op::moe_x", "void at::native::kernel<float>", "aten::mm", "k::kernel"],
-        ["aten::mm", "_C::topk_softmax.default", "sgl_kernel::moe::align"],
-    ]
-    assert launcher_frames(stack) == ["sglang::moe_fused_gate", "aten::mm", "_C::topk_softmax.default"]
+    stack = ["nn.Module: M", "sglang/srt/layers/moe.py(10): forward", "sglang::moe_fused_gate",
+             "aten::mm", "pseudo_op::moe_x", "void at::native::kernel<float>", "aten::mm", "k::kernel"]
+    assert launcher_frames(stack) == ["sglang::moe_fused_gate", "aten::mm"]
     assert launcher_frames(None) == []
+
+
+def test_a_framework_op_above_only_some_kernels_is_launched_by_the_op():
+    # One stack per kernel: only the frames above every kernel launch the op.
+    stacks = [["aten::mm", "sglang::moe_fused_gate", "k1"], ["aten::mm", "_C::topk_softmax.default", "k2"]]
+    assert launcher_frames(stacks) == ["aten::mm"]
+    # SGLang's FP8 path: shared frames, then the activation-quantisation op's
+    # kernel and the fused_moe kernel; the quantisation op is a child, not a launcher.
+    row = _rows("fam-sglang-triton-mixtral-fp8-mi300x", "moe_unfused")[0]
+    launchers = launcher_frames(parse_call_stack(row["call_stack_full"]))
+    assert launchers == ["sglang_profiler::fused_moe_triton_kernels_invoke_fused_moe_kernel"]
 
 
 # --- layer structure ------------------------------------------------------------------------------

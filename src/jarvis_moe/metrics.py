@@ -117,6 +117,7 @@ class MoeFigures(Model):
     scale_bytes_per_call: float | None
     efficiency_with_scales_percent: float | None
     tokens_per_expert: float
+    tokens_per_active_expert: float
     active_experts: ActiveExperts
     efficiency_interval: Interval | None
     crossover_tokens: int | None

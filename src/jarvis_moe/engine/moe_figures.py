@@ -111,6 +111,7 @@ def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: S
         efficiency_with_scales_percent=(
             _r(eff * (moved + scales) / moved, 2) if bound == "memory" and eff is not None and scales else None),
         tokens_per_expert=round(moe_model.tokens_per_expert(shape), 2),
+        tokens_per_active_expert=round(shape.num_tokens * shape.topk / expected, 2),
         active_experts=ActiveExperts(low=low, expected=round(expected, 2), high=high),
         efficiency_interval=Interval(low=round(interval[0], 2), high=round(interval[1], 2)) if interval else None,
         crossover_tokens=crossover.tokens, crossover_note=crossover.note,

@@ -149,20 +149,23 @@ def launcher_path(
 
 
 def launcher_frames(call_stack: list[Any] | None) -> list[str]:
-    """Framework op frames (``vllm::moe_forward``, ``aten::mm``), deduplicated in order.
+    """Framework op frames (``vllm::moe_forward``, ``aten::mm``) above every kernel of the op, in order.
 
     The last frame of each stack is the kernel and ``pseudo_op::`` frames are
-    the pipeline's own markers, so neither counts as a launcher.
+    the pipeline's own markers, so neither counts as a launcher. An op with
+    several kernels has one stack per kernel: a framework op on only some of
+    them (SGLang's activation-quantisation op before its fused_moe kernel) is
+    launched by the op, not the op's launcher.
     """
-    seen: list[str] = []
+    per_stack = []
     for stack in stacks(call_stack):
-        for frame in stack[:-1]:
-            frame = frame.strip()
-            if frame.startswith(_SYNTHETIC_PREFIX) or not _FRAMEWORK_OP.fullmatch(frame):
-                continue
-            if frame not in seen:
-                seen.append(frame)
-    return seen
+        frames = [f.strip() for f in stack[:-1]]
+        per_stack.append([f for f in dict.fromkeys(frames)
+                          if not f.startswith(_SYNTHETIC_PREFIX) and _FRAMEWORK_OP.fullmatch(f)])
+    if not per_stack:
+        return []
+    common = set(per_stack[0]).intersection(*per_stack[1:])
+    return [f for f in per_stack[0] if f in common]
 
 
 # --- layer structure ----------------------------------------------------------

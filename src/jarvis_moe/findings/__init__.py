@@ -93,6 +93,7 @@ def render(m: MetricsOk | MetricsNoData | MetricsError, plot_name: str | None = 
         [TITLE], summary.overview(m, plot_name, routing.layer_line(m)), summary.operations(m, rows),
         routing.routing(m, rows),
         routing.layer_structure(m, rows), advice.optimisation_paths(m, replay), _warnings(m), _limits(m),
-        cards.recommendations(m), cards.detailed_analysis(m),
+        cards.recommendations(m, frozenset(index for _, index, _ in replay.cases) if replay else frozenset()),
+        cards.detailed_analysis(m),
     ]
     return "\n\n".join("\n".join(p).strip("\n") for p in parts if p) + "\n"

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from jarvis_moe.findings.summary import op_ref
-from jarvis_moe.findings.text import code, joined, num, pct, peak, value
+from jarvis_moe.findings.summary import op_ref, spoken
+from jarvis_moe.findings.text import code, joined, num, pct, peak, tokens, value
 from jarvis_moe.metrics import Lever, MetricsOk, Operation
 
 PATH_A = ("batching", "topk", "expert_parallel", "routing_balance", "fusion")
@@ -56,8 +56,8 @@ def _batching(m: MetricsOk, levers: list[Lever]) -> str:
     first = _ops(m, levers)[0].moe
     assert first is not None
     scale_note = f" ({joined(scales)} counting the weight scales)" if scales else ""
-    return (f"Batching: at {first.num_tokens} tokens per call each active expert's weights serve "
-            f"{value(first.tokens_per_expert)} tokens. The calls stay memory-bound up to about "
+    return (f"Batching: at {first.num_tokens} tokens per call each expert read serves "
+            f"{tokens(first.tokens_per_active_expert)} on average. The calls stay memory-bound up to about "
             f"{joined(sizes)}{scale_note}, so until then added tokens reuse weight reads the call already pays for. "
             f"These ops take {pct(_reach(m, levers))} of GPU time.")
 
@@ -125,9 +125,19 @@ def _sibling(m: MetricsOk, levers: list[Lever]) -> str:
 
 def _fp8_compute(m: MetricsOk, levers: list[Lever]) -> str:
     lever = levers[0]
-    return (f"FP8 compute: {_refs(m, levers)} {'is' if len(_ops(m, levers)) == 1 else 'are'} compute-bound "
-            f"against the {peak(lever.value_from)} TFLOP/s bf16 matrix peak; this platform's FP8 peak is "
-            f"{peak(lever.value_to)} TFLOP/s. FP8 weights and activations at the same efficiency would save "
+    ops = _ops(m, levers)
+    eff = ops[0].efficiency
+    spec = eff.substituted_compute_spec or eff.compute_spec or "matrix_bf16"  # the peak the op is rated against
+    fmt = ops[0].moe.weight_format if ops[0].moe else None
+    if fmt is None or fmt.bits > 8:
+        how = "FP8 weights and activations"
+    elif fmt.element.startswith("fp8"):
+        how = "FP8 activations, so the kernel computes on its FP8 weights directly,"
+    else:
+        how = "FP8 activations, with the low-bit weights converted to FP8 inside the kernel,"
+    return (f"FP8 compute: {_refs(m, levers)} {'is' if len(ops) == 1 else 'are'} compute-bound "
+            f"against the {peak(lever.value_from)} TFLOP/s {spoken(spec)} peak; this platform's FP8 peak is "
+            f"{peak(lever.value_to)} TFLOP/s. {how} at the same efficiency would save "
             f"{_total(levers)}, where accuracy allows.")
 
 

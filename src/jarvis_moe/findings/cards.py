@@ -13,7 +13,7 @@ from __future__ import annotations
 from jarvis_moe.findings.routing import chain_text
 from jarvis_moe.findings.summary import change, efficiency_cell, phase_label, role_label
 from jarvis_moe.findings.text import (
-    DASH, bound_label, code, count, data_cell, inline, num, pct, peak, plural, shorten, table, value,
+    DASH, bound_label, code, count, data_cell, inline, num, pct, peak, plural, shorten, table, tokens, value,
 )
 from jarvis_moe.metrics import Finding, ImpactEstimate, MetricsOk, Operation
 
@@ -118,7 +118,7 @@ def _insight(m: MetricsOk, f: Finding) -> str:
             f"{num(f.time_ms, 3)} ms, {pct(_share(m, f))} of GPU time.")
 
 
-def _action(m: MetricsOk, f: Finding) -> str:
+def _action(m: MetricsOk, f: Finding, replayed: frozenset[int]) -> str:
     top = _top(m, f)
     moe = top.moe if top else None
     if _heuristic(f):
@@ -127,22 +127,25 @@ def _action(m: MetricsOk, f: Finding) -> str:
                     "weights than the uniform-routing bytes assume. Replay it to measure its real gap.")
         return "Profile it in isolation to measure its gap, and give the pipeline its shapes so it can be modelled."
     if m.comparison_scope == "comparative":
-        return ("Find what trace 2 changed for these kernels (kernel version, tile configuration or batch "
+        these = "this kernel" if f.member_count == 1 else "these kernels"
+        return (f"Find what trace 2 changed for {these} (kernel version, tile configuration or batch "
                 "settings) and adopt it.")
     if f.bound_type == "compute":
         return (f"Tune tile shapes and pipelining against the {peak(top.efficiency.resolved_peak_maf if top else None)} "
                 "TFLOPS matrix peak; the kernels are compute-bound, so batching more tokens will not help.")
     text = "Raise its achieved bandwidth: tune the kernel configuration"
     if moe is not None:
-        text += f" for {value(moe.tokens_per_expert)} tokens per expert"
-    return text + ", starting from its replay case (Optimisation Paths, Path B)."
+        text += f" for {tokens(moe.tokens_per_active_expert)} per expert read"
+    if f.members and f.members[0].op_index in replayed:
+        return text + ", starting from its replay case (Optimisation Paths, Path B)."
+    return text + "."
 
 
-def _card(m: MetricsOk, f: Finding) -> list[str]:
+def _card(m: MetricsOk, f: Finding, replayed: frozenset[int]) -> list[str]:
     low, mid, high = _score(f.impact_score_low), _score(f.impact_score), _score(f.impact_score_high)
     lines = [f"### P{f.rank}: {title(m, f)}{_suffix(f)}",
              f"**Insight**: {_insight(m, f)}",
-             f"**Action**: {_action(m, f)}",
+             f"**Action**: {_action(m, f, replayed)}",
              f"<!-- impact-begin kind=p_item low={low} mid={mid} high={high} -->",
              f"**Impact**: impact_score: {mid} (% of end-to-end GPU time, range {low}–{high})",
              "<!-- impact-end -->"]
@@ -152,10 +155,15 @@ def _card(m: MetricsOk, f: Finding) -> list[str]:
     return lines
 
 
-def recommendations(m: MetricsOk) -> list[str]:
+def recommendations(m: MetricsOk, replayed: frozenset[int] = frozenset()) -> list[str]:
+    """``## Recommendations``: one card per finding.
+
+    :param replayed: indexes of the operations that have a case in the replay
+        artifact written with this page.
+    """
     lines = [RECOMMENDATIONS]
     for f in m.category_findings:
-        lines += [""] + _card(m, f)
+        lines += [""] + _card(m, f, replayed)
     return lines
 
 
@@ -227,7 +235,7 @@ def _reasoning(m: MetricsOk, f: Finding) -> str:
     if moe is not None:
         text += (f" At {moe.num_tokens} tokens and top-{moe.topk} of {moe.num_experts} experts, each call reads "
                  f"the weights of about {value(moe.active_experts.expected)} experts for "
-                 f"{value(moe.tokens_per_expert)} tokens each.")
+                 f"{tokens(moe.tokens_per_active_expert)} each on average.")
     return (text + f" {subject} does {num(eff.flops_per_byte)} FLOP per byte against a ridge point of {ridge} "
             f"and streams at {pct(eff.efficiency_percent)} of the {peak(eff.resolved_peak_hbm_bw)} TB/s peak.")
 

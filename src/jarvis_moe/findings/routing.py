@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from jarvis_moe.engine.dtypes import label
 from jarvis_moe.findings.summary import op_ref, phase_label
-from jarvis_moe.findings.text import code, inline, joined, num, pct, peak, table, value
+from jarvis_moe.findings.text import code, inline, joined, num, pct, peak, table, tokens, value
 from jarvis_moe.metrics import MetricsOk, MoeFigures, Operation
 
 WEIGHT_NOTES = {
@@ -39,7 +39,7 @@ def _shape_line(m: MetricsOk, ops: list[Operation]) -> str:
                    else f"{value(active)} of {moe.num_experts} experts")
     return (f"**M={moe.num_tokens}, K={moe.hidden_dim}, N={moe.inter_dim}, E={moe.num_experts}, "
             f"top-{moe.topk}** for {names}: {_weights(moe)}, {act} activations; under uniform routing "
-            f"{value(moe.tokens_per_expert)} tokens per expert and {active_text} active per call.")
+            f"{active_text} active per call, serving {tokens(moe.tokens_per_active_expert)} each on average.")
 
 
 def _evidence_line(m: MetricsOk, op: Operation) -> str | None:
@@ -89,6 +89,8 @@ def _scales_line(m: MetricsOk, ops: list[Operation]) -> str | None:
         fmt = moe.weight_format
         assert fmt is not None
         share = moe.scale_bytes_per_call / (moe.bytes_per_call or 1) * 100
+        if share < 1.0:
+            continue  # would not move any figure on the page
         return (f"- Scales: the pipeline's bytes leave out the {inline(fmt.name)} scales, "
                 f"{num(moe.scale_bytes_per_call / 1e6)} MB per call of {op_ref(m, op)} (+{num(share, 1)}%); "
                 f"counted, it reaches {pct(moe.efficiency_with_scales_percent)} of the bandwidth, not "

@@ -121,3 +121,8 @@ def sentence(text: str) -> str:
     """End a line of prose with a full stop (warnings come without one)."""
     text = text.rstrip()
     return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def tokens(count: float | int | None) -> str:
+    """``1 token``, ``1.57 tokens``: a token count with its noun."""
+    return f"{value(count)} token{'' if count == 1 else 's'}"
