@@ -15,6 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from jarvis_moe.engine.assemble import build_metrics
 from jarvis_moe.engine.contract import CategoryPaths
 from jarvis_moe.engine.load import load_inputs
@@ -27,6 +29,25 @@ SYNTHETIC_VS = "synthetic-mixtral-decode-bf16-vs-faster"
 GPT_OSS_DECODE = "gpt-oss-20b-mi300x-decode-bs32"
 GPT_OSS_PREFILL = "gpt-oss-20b-mi300x-prefill-bs8192"
 REAL_H200 = "real-h200-mixtral-sglang-mixed-routing"
+
+
+def _has_rows(csv_path: Path) -> bool:
+    return csv_path.is_file() and len(csv_path.read_bytes().strip().splitlines()) > 1
+
+
+# (folder, category) of every fixture with MoE rows, comparative ones left out.
+MOE_FIXTURES = sorted(
+    (d.name, csv_path.name.removesuffix("_ops.csv"))
+    for d in FIXTURES.iterdir() if not d.name.endswith("-vs-faster")
+    for csv_path in (d / "category_data").glob("moe_*_ops.csv")
+    if csv_path.name in ("moe_fused_ops.csv", "moe_unfused_ops.csv") and _has_rows(csv_path)
+)
+
+
+def fixture_rows(folder: str, category: str) -> list[dict[str, str]]:
+    """The ops CSV of a fixture as text cells, one dict per row."""
+    path = FIXTURES / folder / "category_data" / f"{category}_ops.csv"
+    return pl.read_csv(path, infer_schema=False).fill_null("").to_dicts()
 
 
 def category_of(directory: Path) -> str:
@@ -115,6 +136,7 @@ def write_and_check(out_dir: Path, metrics: MetricsOk | MetricsNoData | MetricsE
     :return: the shared checker's violations (empty when the outputs conform).
     """
     from conformance.check_findings import check
+
     from jarvis_moe.findings import render
     from jarvis_moe.findings.check import ensure_findings
     from jarvis_moe.output import metrics_json, write_outputs

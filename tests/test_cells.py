@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from samples import fixture_rows
 
 from jarvis_moe.engine.cells import (
     PERF_FLAG_KEYS,
@@ -29,16 +29,8 @@ from jarvis_moe.engine.cells import (
     stacks,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def _rows(folder: str, category: str) -> list[dict[str, str]]:
-    path = FIXTURES / folder / "category_data" / f"{category}_ops.csv"
-    return pl.read_csv(path, infer_schema=False).fill_null("").to_dicts()
-
-
-MIXTRAL = _rows("synthetic-mixtral-decode-bf16", "moe_fused")[0]
-GPT_OSS = _rows("gpt-oss-20b-mi300x-decode-bs32", "moe_unfused")
+MIXTRAL = fixture_rows("synthetic-mixtral-decode-bf16", "moe_fused")[0]
+GPT_OSS = fixture_rows("gpt-oss-20b-mi300x-decode-bs32", "moe_unfused")
 
 
 def facts(columns: dict[str, list[str | None]]) -> list[dict]:

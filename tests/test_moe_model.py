@@ -10,24 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from samples import FIXTURES, MOE_FIXTURES
 
 from jarvis_moe.engine import cells
 from jarvis_moe.engine.contract import CategoryPaths
 from jarvis_moe.engine.families import BY_KEY, block_from_kernels, block_from_launch
 from jarvis_moe.engine.figures import POSITION, op_figures
-from jarvis_moe.engine.operations import report_rows
 from jarvis_moe.engine.load import load_inputs
 from jarvis_moe.engine.moe_figures import assumed_block
 from jarvis_moe.engine.moe_model import (
     Crossover,
     _expected_padding_exact,
-    active_bounds,
     activation_bytes,
+    active_bounds,
     bytes_per_call,
     cost_of,
     crossover_tokens,
@@ -40,11 +39,11 @@ from jarvis_moe.engine.moe_model import (
     tokens_per_expert,
     weight_elements,
 )
+from jarvis_moe.engine.operations import report_rows
 from jarvis_moe.engine.shapes import Shape, infer_shape, settle_siblings
 from jarvis_moe.engine.weights import weight_format
 from jarvis_moe.manifest import default_options
 
-FIXTURES = Path(__file__).parent / "fixtures"
 MIB = 2**20
 BF16 = "c10::BFloat16"
 
@@ -151,23 +150,10 @@ def test_bytes_need_known_dtypes():
 
 # --- the fixture rows, to the byte ----------------------------------------------------------
 
-FIXTURE_ROWS = [
-    ("fam-aiter-1stage-llama4-scout-fp8-mi325x", "moe_fused"),
-    ("fam-ck-two-stage-dsv2lite-mi300x", "moe_unfused"),
-    ("fam-cktile-two-stage-qwen3-235b-a22b-fp8-tp4-mi300x", "moe_unfused"),
-    ("fam-flydsl-two-stage-glm45-air-fp8-mi325x", "moe_unfused"),
-    ("fam-fp8-blockscale-dsv3-tp8-mi300x", "moe_fused"),
-    ("fam-gptq-awq-qwen3-30b-a3b-mi300x", "moe_unfused"),
-    ("fam-sglang-triton-mixtral-fp8-mi300x", "moe_unfused"),
-    ("real-h200-mixtral-sglang-mixed-routing", "moe_unfused"),
-    ("gpt-oss-20b-mi300x-decode-bs32", "moe_unfused"),
-    ("gpt-oss-20b-mi300x-prefill-bs8192", "moe_unfused"),
-    ("synthetic-mixtral-decode-bf16", "moe_fused"),
-]
 KEYS = cells.PERF_INT_KEYS + cells.PERF_TEXT_KEYS + cells.PERF_FLAG_KEYS
 
 
-@pytest.mark.parametrize(("folder", "category"), FIXTURE_ROWS)
+@pytest.mark.parametrize(("folder", "category"), MOE_FIXTURES)
 def test_flops_and_bytes_reproduce_the_pipeline_on_every_fixture_row(folder, category):
     inputs = load_inputs(CategoryPaths(FIXTURES / folder, category))
     assert inputs is not None

@@ -9,20 +9,19 @@ name to its row of ``FAMILIES``.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
+from samples import FIXTURES, MOE_FIXTURES
 
 from jarvis_moe.engine import cells
 from jarvis_moe.engine.contract import CategoryPaths
 from jarvis_moe.engine.families import BY_KEY, FAMILIES, ROLES, name_to_key
 from jarvis_moe.engine.figures import POSITION, op_figures
-from jarvis_moe.engine.operations import report_rows
 from jarvis_moe.engine.load import load_inputs
+from jarvis_moe.engine.operations import report_rows
 from jarvis_moe.engine.shapes import Shape, infer_shape, settle_siblings
 from jarvis_moe.manifest import default_options
 
-FIXTURES = Path(__file__).parent / "fixtures"
 BF16 = "c10::BFloat16"
 FP8 = "c10::Float8_e4m3fnuz"
 KEYS = cells.PERF_INT_KEYS + cells.PERF_TEXT_KEYS + cells.PERF_FLAG_KEYS
@@ -316,18 +315,6 @@ def test_grouped_launch_with_top_k_of_all_experts_from_dims_is_refused():
 
 # --- every family fixture ---------------------------------------------------------------
 
-FAMILY_FIXTURES = [
-    ("fam-aiter-1stage-llama4-scout-fp8-mi325x", "moe_fused"),
-    ("fam-ck-two-stage-dsv2lite-mi300x", "moe_unfused"),
-    ("fam-cktile-two-stage-qwen3-235b-a22b-fp8-tp4-mi300x", "moe_unfused"),
-    ("fam-flydsl-two-stage-glm45-air-fp8-mi325x", "moe_unfused"),
-    ("fam-fp8-blockscale-dsv3-tp8-mi300x", "moe_fused"),
-    ("fam-gptq-awq-qwen3-30b-a3b-mi300x", "moe_unfused"),
-    ("fam-sglang-triton-mixtral-fp8-mi300x", "moe_unfused"),
-    ("real-h200-mixtral-sglang-mixed-routing", "moe_unfused"),
-    ("gpt-oss-20b-mi300x-decode-bs32", "moe_unfused"),
-    ("synthetic-mixtral-decode-bf16", "moe_fused"),
-]
 
 
 def fixture_shapes(folder: str, category: str) -> list[tuple[dict, Shape | None]]:
@@ -345,7 +332,7 @@ def fixture_shapes(folder: str, category: str) -> list[tuple[dict, Shape | None]
     return list(zip(rows, settle_siblings(shapes)))
 
 
-@pytest.mark.parametrize(("folder", "category"), FAMILY_FIXTURES)
+@pytest.mark.parametrize(("folder", "category"), MOE_FIXTURES)
 def test_every_fixture_row_gets_its_perf_params_shape(folder, category):
     pairs = fixture_shapes(folder, category)
     assert pairs
@@ -365,7 +352,7 @@ def test_fixture_gating_sources():
     two_stage = ("fam-ck-two-stage-dsv2lite-mi300x", "fam-cktile-two-stage-qwen3-235b-a22b-fp8-tp4-mi300x",
                  "fam-flydsl-two-stage-glm45-air-fp8-mi325x", "fam-gptq-awq-qwen3-30b-a3b-mi300x",
                  "fam-sglang-triton-mixtral-fp8-mi300x")
-    for folder, category in [(f, c) for f, c in FAMILY_FIXTURES if f in two_stage]:
+    for folder, category in [(f, c) for f, c in MOE_FIXTURES if f in two_stage]:
         for row, shape in fixture_shapes(folder, category):
             assert shape is not None and shape.gated is True
             got.setdefault((row["family"], shape.kind), set()).add(shape.gated_source)

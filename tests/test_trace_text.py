@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from samples import FIXTURES, fixture_rows
 
 from jarvis_moe.engine import dtypes
 from jarvis_moe.engine.cells import column_facts, parse_call_stack, parse_dims
@@ -29,13 +30,6 @@ from jarvis_moe.engine.trace_text import (
     layer_structure,
     module_chain,
 )
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def _rows(folder: str, category: str) -> list[dict[str, str]]:
-    path = FIXTURES / folder / "category_data" / f"{category}_ops.csv"
-    return pl.read_csv(path, infer_schema=False).fill_null("").to_dicts()
 
 
 def _json(path: Path) -> dict:
@@ -75,7 +69,7 @@ def _expected_cases() -> list:
 
 @pytest.mark.parametrize(("folder", "category"), _expected_cases())
 def test_fixture_strings_match_the_expected_metrics(folder, category):
-    rows = {(r["name"], r["Input Dims"]): r for r in _rows(folder, category)}
+    rows = {(r["name"], r["Input Dims"]): r for r in fixture_rows(folder, category)}
     expected = _json(FIXTURES / folder / "expected" / f"{category}_metrics.json")["operations"]
     assert expected
     for op in expected:
@@ -89,7 +83,7 @@ def test_fixture_strings_match_the_expected_metrics(folder, category):
 
 
 def test_fixture_args_spell_out_every_input():
-    row = _rows("synthetic-mixtral-decode-bf16", "moe_fused")[0]
+    row = fixture_rows("synthetic-mixtral-decode-bf16", "moe_fused")[0]
     assert _derived(row, "AITER")["args"] == (
         "(16,4096) bf16<br>(8,28672,4096) bf16<br>(8,4096,14336) bf16<br>(16,2) fp32<br>(16,2) Int"
     )
@@ -97,7 +91,7 @@ def test_fixture_args_spell_out_every_input():
 
 @pytest.mark.parametrize("folder", ["gpt-oss-20b-mi300x-decode-bs32", "gpt-oss-20b-mi300x-prefill-bs8192"])
 def test_gpt_oss_rows(folder):
-    for row in _rows(folder, "moe_unfused"):
+    for row in fixture_rows(folder, "moe_unfused"):
         derived = _derived(row, "Triton")
         assert derived["launcher_path"] == "triton/runtime/jit.py(574): run"
         assert str(derived["kernel_name"]).startswith("_matmul_ogs_NNT_bf16xbf16xmxfp4_")
@@ -271,10 +265,10 @@ def test_launcher_path_is_display_safe():
 
 
 def test_launcher_frames_of_the_fixtures():
-    row = _rows("synthetic-mixtral-decode-bf16", "moe_fused")[0]
+    row = fixture_rows("synthetic-mixtral-decode-bf16", "moe_fused")[0]
     assert launcher_frames(parse_call_stack(row["call_stack_full"])) == ["vllm::moe_forward",
                                                                          "vllm::rocm_aiter_fused_moe"]
-    row = _rows("gpt-oss-20b-mi300x-decode-bs32", "moe_unfused")[0]
+    row = fixture_rows("gpt-oss-20b-mi300x-decode-bs32", "moe_unfused")[0]
     assert launcher_frames(parse_call_stack(row["call_stack_full"])) == ["vllm::moe_forward"]
 
 
@@ -291,7 +285,7 @@ def test_a_framework_op_above_only_some_kernels_is_launched_by_the_op():
     assert launcher_frames(stacks) == ["aten::mm"]
     # SGLang's FP8 path: shared frames, then the activation-quantisation op's
     # kernel and the fused_moe kernel; the quantisation op is a child, not a launcher.
-    row = _rows("fam-sglang-triton-mixtral-fp8-mi300x", "moe_unfused")[0]
+    row = fixture_rows("fam-sglang-triton-mixtral-fp8-mi300x", "moe_unfused")[0]
     launchers = launcher_frames(parse_call_stack(row["call_stack_full"]))
     assert launchers == ["sglang_profiler::fused_moe_triton_kernels_invoke_fused_moe_kernel"]
 
@@ -300,7 +294,7 @@ def test_a_framework_op_above_only_some_kernels_is_launched_by_the_op():
 
 
 def _mixtral_op() -> dict[str, object]:
-    row = _rows("synthetic-mixtral-decode-bf16", "moe_fused")[0]
+    row = fixture_rows("synthetic-mixtral-decode-bf16", "moe_fused")[0]
     return {"name": row["name"], "ex_uid": int(row["ex_UID"]), "time_ms": 34.932,
             "call_stack": parse_call_stack(row["call_stack_full"])}
 
@@ -345,7 +339,7 @@ def test_layer_structure_of_the_gpt_oss_pair():
     ops = [
         {"name": r["name"], "ex_uid": r["ex_UID"], "time_ms": float(r["Kernel Time (µs)_sum"]) / 1000,
          "call_stack": parse_call_stack(r["call_stack_full"])}
-        for r in _rows(folder, "moe_unfused")
+        for r in fixture_rows(folder, "moe_unfused")
     ]
     result = layer_structure(ops, tree)
     assert result["source"] == "tree_data"

@@ -17,7 +17,7 @@ from jarvis_moe.engine import impact
 from jarvis_moe.engine.figures import category_figures, op_figures
 from jarvis_moe.engine.load import Inputs
 from jarvis_moe.engine.moe_figures import Context
-from jarvis_moe.engine.operations import estimate_record, grouped_warnings, operation, prepare, report_rows
+from jarvis_moe.engine.operations import as_written, estimate_record, grouped_warnings, operation, prepare, report_rows
 from jarvis_moe.metrics import CategorySpecific, Finding, ImpactEstimate, MetricsOk
 
 _ESTIMATE_INPUT = ("name", "time_us", "time_ms", "efficiency", "is_anomaly", "bound", "library", "pct_total")
@@ -84,8 +84,8 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping
     pairs = cat.pipelines(operations, meta.peak_hbm_bw_tbs, e2e)
     peaks = meta.compute_peaks()
     specific = CategorySpecific(
-        peak_maf_tflops=_peak(peaks.get("matrix_bf16", meta.peak_bf16_maf_tflops)),
-        peak_hbm_bw_tbs=_peak(meta.peak_hbm_bw_tbs),
+        peak_maf_tflops=as_written(peaks.get("matrix_bf16", meta.peak_bf16_maf_tflops)),
+        peak_hbm_bw_tbs=as_written(meta.peak_hbm_bw_tbs),
         significance=cat.significance(pct, float(options["significance_band_low_pct"]),
                                       float(options["significance_band_high_pct"])),
         layer_structure=cat.layer_structure(operations, inputs.tree, max_chain),
@@ -103,9 +103,3 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping
         warnings=list(inputs.warnings) + grouped_warnings(operations), input_warnings=list(inputs.warnings),
         options=dict(options),
     )
-
-
-def _peak(value: float | None) -> float | None:
-    if value is None:
-        return None
-    return int(value) if float(value).is_integer() else value

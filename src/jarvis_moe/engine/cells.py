@@ -175,7 +175,8 @@ _LAST_FRAME = rf"(?:{_STRING})\s*\]"
 _DETAIL_NAME = r"['\"]name['\"]\s*:\s*(?:'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\")"
 
 
-def _text(frame: pl.DataFrame, column: str) -> pl.Expr:
+def text_column(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """The text column, or a null literal when the CSV lacks it."""
     return pl.col(column) if column in frame.columns else pl.lit(None, dtype=pl.String)
 
 
@@ -203,7 +204,7 @@ def perf_facts(frame: pl.DataFrame, keys: tuple[str, ...] | None = None) -> list
         for the keys they need.
     """
     wanted = PERF_INT_KEYS + PERF_TEXT_KEYS + PERF_FLAG_KEYS if keys is None else keys
-    params = _text(frame, "perf_params")
+    params = text_column(frame, "perf_params")
     out: list[pl.Expr] = []
     for key in (k for k in PERF_INT_KEYS if k in wanted):
         raw = _perf_value(params, key)
@@ -228,7 +229,7 @@ KERNEL_CELLS = ("call_stack_full", "kernel_details_summary")
 def type_facts(frame: pl.DataFrame) -> list[pl.Expr]:
     """``input_types``: the dtype names of ``Input type``, ``''`` for an unknown one."""
     # A None entry (an input without a dtype) keeps its place: types pair with dims by position.
-    types = _text(frame, "Input type").str.extract_all(rf"{_STRING}|\bNone\b")
+    types = text_column(frame, "Input type").str.extract_all(rf"{_STRING}|\bNone\b")
     return [types.list.eval(
         pl.when(pl.element() == "None").then(pl.lit("")).otherwise(_unquote(pl.element()))
     ).alias("input_types")]
@@ -236,9 +237,9 @@ def type_facts(frame: pl.DataFrame) -> list[pl.Expr]:
 
 def kernel_facts(frame: pl.DataFrame) -> list[pl.Expr]:
     """``kernels``: the last frame of each call stack, else the names of the kernel details."""
-    last_frames = _text(frame, "call_stack_full").str.extract_all(_LAST_FRAME)
+    last_frames = text_column(frame, "call_stack_full").str.extract_all(_LAST_FRAME)
     from_stack = last_frames.list.eval(_unquote(pl.element().str.replace(r"\s*\]$", "")))
-    details = _text(frame, "kernel_details_summary").str.extract_all(_DETAIL_NAME)
+    details = text_column(frame, "kernel_details_summary").str.extract_all(_DETAIL_NAME)
     from_details = details.list.eval(
         _unquote(pl.element().str.replace(r"^['\"]name['\"]\s*:\s*", ""))
     )
@@ -251,7 +252,7 @@ def kernel_facts(frame: pl.DataFrame) -> list[pl.Expr]:
 
 def dims_tokens(frame: pl.DataFrame) -> pl.Expr:
     """``_dims_tokens``: the first size of the first ``Input Dims`` entry (M when perf_params lacks it)."""
-    return _text(frame, "Input Dims").str.extract(r"^\s*[\(\[]\s*[\(\[]\s*(\d+)", 1).cast(
+    return text_column(frame, "Input Dims").str.extract(r"^\s*[\(\[]\s*[\(\[]\s*(\d+)", 1).cast(
         pl.Int64, strict=False).alias("_dims_tokens")
 
 

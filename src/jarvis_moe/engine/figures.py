@@ -22,6 +22,7 @@ from jarvis_moe.engine.cells import (
     dims_tokens,
     kernel_facts,
     perf_facts,
+    text_column,
     type_facts,
     with_distinct_facts,
 )
@@ -99,12 +100,6 @@ def _first_float(frame: pl.DataFrame, *cols: str) -> pl.Expr:
     return pl.coalesce(present) if len(present) > 1 else present[0]
 
 
-def _text(frame: pl.DataFrame, col: str) -> pl.Expr:
-    if col in frame.columns:
-        return pl.col(col)
-    return pl.lit(None, dtype=pl.String)
-
-
 def op_figures(
     inputs_frame: pl.DataFrame,
     metadata: Metadata,
@@ -148,8 +143,8 @@ def op_figures(
         *perf_facts(src, ("num_tokens",)),
         dims_tokens(src),
         *repeated,
-        spec=_text(src, "Compute Spec").str.strip_chars(),
-        bound_text=_text(src, "Roofline Bound").str.strip_chars().str.to_uppercase(),
+        spec=text_column(src, "Compute Spec").str.strip_chars(),
+        bound_text=text_column(src, "Roofline Bound").str.strip_chars().str.to_uppercase(),
     )
     f = lf.with_columns(
         num_tokens=pl.coalesce(pl.col("pp_num_tokens"), pl.col("_dims_tokens")),

@@ -28,7 +28,8 @@ class Context:
     options: Mapping[str, Any]
 
 
-def _r(value: float | None, places: int) -> float | None:
+def rounded(value: float | None, places: int) -> float | None:
+    """``value`` rounded for the metrics, None kept."""
     return None if value is None else round(float(value), places)
 
 
@@ -109,7 +110,7 @@ def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: S
         weight_bytes_per_call=round(expected * moe_model.expert_bytes(cost)),
         scale_bytes_per_call=round(scales) if fmt else None,
         efficiency_with_scales_percent=(
-            _r(eff * (moved + scales) / moved, 2) if bound == "memory" and eff is not None and scales else None),
+            rounded(eff * (moved + scales) / moved, 2) if bound == "memory" and eff is not None and scales else None),
         tokens_per_expert=round(moe_model.tokens_per_expert(shape), 2),
         tokens_per_active_expert=round(shape.num_tokens * shape.topk / expected, 2),
         active_experts=ActiveExperts(low=low, expected=round(expected, 2), high=high),
@@ -117,19 +118,19 @@ def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: S
         crossover_tokens=crossover.tokens, crossover_note=crossover.note,
         crossover_tokens_with_scales=with_scales.tokens if with_scales else None,
         padding_waste_pct=round(waste, 1), padding_block_rows=block, padding_block_source=block_source,
-        padding_time_pct=_r(padding_time, 1),
+        padding_time_pct=rounded(padding_time, 1),
         phase="decode" if shape.num_tokens <= int(opts["decode_max_tokens"]) else "prefill",
         skew=RoutingEvidence(
-            calls=calls, max_over_median=_r(found.max_over_median, 2),
-            min_over_median=_r(found.min_over_median, 2), cov=_r(found.cov, 2),
+            calls=calls, max_over_median=rounded(found.max_over_median, 2),
+            min_over_median=rounded(found.min_over_median, 2), cov=rounded(found.cov, 2),
             flagged=flagged, direction=found.direction if flagged else None,
             implied_active_experts=(Interval(low=round(found.implied_low, 1), high=round(found.implied_high, 1))
                                     if found.implied_low is not None and found.implied_high is not None else None),
             uniform_active_experts=(Interval(low=found.uniform_low, high=found.uniform_high)
                                     if found.uniform_low is not None and found.uniform_high is not None else None),
-            bandwidth_tbs=_r(found.bandwidth_tbs, 2), bandwidth_source=found.bandwidth_source,
+            bandwidth_tbs=rounded(found.bandwidth_tbs, 2), bandwidth_source=found.bandwidth_source,
             noise_pct=round(ctx.noise * 100, 1) if found.implied_low is not None else None,
-            corrected_efficiency_percent=_r(found.corrected_efficiency, 1),
+            corrected_efficiency_percent=rounded(found.corrected_efficiency, 1),
             over_100_explained=found.over_100_explained,
         ),
     )

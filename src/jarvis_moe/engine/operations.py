@@ -17,7 +17,7 @@ import polars as pl
 from jarvis_moe.engine import cells, trace_text
 from jarvis_moe.engine.families import BY_KEY, Family
 from jarvis_moe.engine.figures import COMPARATIVE, POSITION
-from jarvis_moe.engine.moe_figures import Context, moe_figures
+from jarvis_moe.engine.moe_figures import Context, moe_figures, rounded
 from jarvis_moe.engine.shapes import Shape, infer_shape, settle_siblings
 from jarvis_moe.metrics import Efficiency, Operation
 
@@ -80,11 +80,7 @@ def prepare(rows: list[dict[str, Any]]) -> list[Listed]:
     return listed
 
 
-def _r(value: Any, places: int) -> float | None:
-    return None if value is None else round(float(value), places)
-
-
-def _peak(value: float | None) -> float | None:
+def as_written(value: float | None) -> float | None:
     """Peaks as the metadata wrote them: 708, not 708.0."""
     if value is None:
         return None
@@ -109,19 +105,19 @@ def operation(item: Listed, *, scope: str, ctx: Context, with_call_chain: bool) 
     op = Operation(
         name=row["name"], display_name=trace_text.display_text(row["name"]), count=int(row["count"]),
         time_ms=round(row["time_ms"], 3), percent_of_category=round(row["pct_category"], 2),
-        percent_of_total=_r(row["pct_total"], 2),
+        percent_of_total=rounded(row["pct_total"], 2),
         efficiency=Efficiency(
-            tflops_achieved=_r(row["tflops"], 2), tb_s_achieved=_r(row["tbs"], 2),
-            efficiency_percent=_r(row["efficiency"], 2), bound_type=row["bound"],
-            flops_per_byte=_r(row["fpb"], 2), compute_spec=row["spec"],
-            resolved_peak_maf=_peak(row["peak_tflops"]), resolved_peak_hbm_bw=_peak(row["peak_tbs"]),
+            tflops_achieved=rounded(row["tflops"], 2), tb_s_achieved=rounded(row["tbs"], 2),
+            efficiency_percent=rounded(row["efficiency"], 2), bound_type=row["bound"],
+            flops_per_byte=rounded(row["fpb"], 2), compute_spec=row["spec"],
+            resolved_peak_maf=as_written(row["peak_tflops"]), resolved_peak_hbm_bw=as_written(row["peak_tbs"]),
             warning="; ".join(warnings) or None, is_anomaly=bool(row["is_anomaly"]),
             substituted_compute_spec=row["substituted_spec"], efficiency_source=row["eff_source"],
-            roofline_efficiency_percent=_r(row["eff_roofline"], 2),
+            roofline_efficiency_percent=rounded(row["eff_roofline"], 2),
         ),
         input_dims=row.get("Input Dims"), input_type=row.get("Input type"),
         args=_as_cell(trace_text.format_args(item.dims or (), row.get("input_types") or ())),
-        cov=_r(row["cov"], 3), high_variance=bool(row["high_variance"]), library=row["library"],
+        cov=rounded(row["cov"], 3), high_variance=bool(row["high_variance"]), library=row["library"],
         family=item.family.key if item.family else None,
         implementation=item.family.implementation if item.family else None,
         launcher_path=_as_cell(trace_text.launcher_path(
@@ -132,10 +128,10 @@ def operation(item: Listed, *, scope: str, ctx: Context, with_call_chain: bool) 
     )
     if scope == COMPARATIVE:
         t2 = row["t2_us"] / 1000.0 if row["t2_us"] is not None else None
-        op.t2_time_ms = _r(t2, 3)
+        op.t2_time_ms = rounded(t2, 3)
         op.count_trace2 = int(row["count_trace2"]) if row["count_trace2"] is not None else None
-        op.difference_ms = _r(t2 - row["time_ms"], 3) if t2 is not None else None
-        op.speedup_pct = _r((row["time_ms"] - t2) / row["time_ms"] * 100.0, 2) if t2 is not None and row[
+        op.difference_ms = rounded(t2 - row["time_ms"], 3) if t2 is not None else None
+        op.speedup_pct = rounded((row["time_ms"] - t2) / row["time_ms"] * 100.0, 2) if t2 is not None and row[
             "time_ms"] else None
     return op
 
@@ -196,7 +192,7 @@ def estimate_record(r: Mapping[str, Any], category: str) -> dict[str, Any]:
         "operation": trace_text.display_text(r["name"]), "category": category, "type": r["type"],
         "estimate_method": r["estimate_method"], "impact_score": r["impact_score"],
         "impact_score_low": r["impact_score_low"], "impact_score_high": r["impact_score_high"],
-        "efficiency_pct": _r(r["efficiency"], 2) if quantified else None,
+        "efficiency_pct": rounded(r["efficiency"], 2) if quantified else None,
         "bound_type": r["bound"] if quantified else None, "library": r["library"],
-        "time_ms": _r(r["time_ms"], 3), "percent_of_total": None if quantified else _r(r["pct_total"], 2),
+        "time_ms": rounded(r["time_ms"], 3), "percent_of_total": None if quantified else rounded(r["pct_total"], 2),
     }

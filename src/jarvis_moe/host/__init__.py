@@ -6,6 +6,8 @@ implements ``jarvis_register_categories`` with its own
 as a convenience) and needs nothing else from this package.
 """
 
+import sys
+
 import pluggy
 
 PROJECT_NAME = "jarvis"
@@ -13,4 +15,11 @@ PROJECT_NAME = "jarvis"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
-__all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
+
+
+def warn_stderr(message: str) -> None:
+    """A host warning on standard error, prefixed with the command's name."""
+    print(f"{PROJECT_NAME}: warning: {message}", file=sys.stderr)
+
+
+__all__ = ["PROJECT_NAME", "hookimpl", "hookspec", "warn_stderr"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -26,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import pluggy
 
-from jarvis_moe.host import PROJECT_NAME, hookspecs
+from jarvis_moe.host import PROJECT_NAME, hookspecs, warn_stderr
 from jarvis_moe.host.category import Category
 
 ENTRY_POINT_GROUP = PROJECT_NAME
@@ -89,10 +88,6 @@ def _allowed_distributions(environ: Mapping[str, str]) -> set[str] | None:
     return {normalise_name(part.strip()) for part in raw.split(",") if part.strip()}
 
 
-def _warn_stderr(message: str) -> None:
-    print(f"jarvis: warning: {message}", file=sys.stderr)
-
-
 def _check_hooks(pm: pluggy.PluginManager) -> None:
     """Reject hook implementations the host has no spec for (usually a typo)."""
     try:
@@ -144,7 +139,7 @@ def load_registry(
     environ: Mapping[str, str] | None = None,
     entry_points: Iterable[metadata.EntryPoint] | None = None,
     extra_plugins: Iterable[tuple[ModuleType, PluginInfo]] = (),
-    warn: Callable[[str], None] = _warn_stderr,
+    warn: Callable[[str], None] = warn_stderr,
 ) -> Registry:
     """Load the installed plugins into a fresh plugin manager.
 

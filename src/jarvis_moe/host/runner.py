@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
+from jarvis_moe.host import warn_stderr
 from jarvis_moe.host.category import SCOPES, Category, CategoryResult, Status
 from jarvis_moe.host.config import CategorySettings
 
@@ -58,12 +59,8 @@ class CategoryOutcome:
         return f"{text} - {message}" if message else text
 
 
-def _warn_stderr(message: str) -> None:
-    print(f"jarvis: warning: {message}", file=sys.stderr)
-
-
 def resolve_scope(output_dir: Path, explicit: str | None = None,
-                  warn: Callable[[str], None] = _warn_stderr) -> str:
+                  warn: Callable[[str], None] = warn_stderr) -> str:
     """Decide whether the run is standalone or comparative.
 
     :param output_dir: the analysis output directory.
@@ -177,7 +174,7 @@ def run_categories(
     names: Sequence[str] | None = None,
     scope: str | None = None,
     run_disabled: bool = False,
-    warn: Callable[[str], None] = _warn_stderr,
+    warn: Callable[[str], None] = warn_stderr,
 ) -> list[CategoryOutcome]:
     """Run the selected categories over one output directory.
 
