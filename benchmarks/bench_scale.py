@@ -23,8 +23,7 @@ resets the high-water mark (``/proc/self/clear_refs``), notes the resident
 set, runs its step and reads ``VmHWM``. Without ``clear_refs`` it falls back
 to ``resource.getrusage`` lifetime peaks and says so.
 
-The roofline PNG is off unless ``--plot``: it needs the optional matplotlib
-extra and costs a fixed ~0.2 s whatever the row count. ``--option KEY=VALUE``
+The roofline chart is off unless ``--plot``. ``--option KEY=VALUE``
 sets other category options.
 
 Targets (``--check`` exits 1 when one is missed): the category takes at most
@@ -359,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="output directory whose MoE rows are the templates (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="measured runs of each step (default: 3)")
     parser.add_argument("--plot", action="store_true",
-                        help="draw the roofline PNG too (needs matplotlib, the optional plot extra)")
+                        help="write the roofline chart too")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="category option over the plugin default, e.g. max_operations_listed=100")
     parser.add_argument("--check", action="store_true",

@@ -122,6 +122,11 @@ def no_data(category: str = "moe_fused", sibling: str | None = None) -> MetricsN
                          sibling_category=sibling)
 
 
+def to_json_data(metrics: MetricsOk | MetricsNoData | MetricsError) -> dict[str, Any]:
+    """The metrics as the JSON data the metrics file holds (documented key names, nulls kept)."""
+    return metrics.model_dump(mode="json", by_alias=True)
+
+
 def error_metrics(category: str = "moe_fused") -> MetricsError:
     return MetricsError(category=category, status="ERROR", comparison_scope="standalone",
                         generated_by="jarvis-moe test",

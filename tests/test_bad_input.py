@@ -39,9 +39,9 @@ META = f"metadata/{CAT}_metadata.json"
 TREE = f"category_data/{CAT}_tree_data.json"
 METRICS = f"category_data/{CAT}_metrics.json"
 FINDINGS = f"category_findings/{CAT}_findings.md"
-PLOT = f"category_findings/{CAT}_roofline.png"
+PLOT = f"category_findings/{CAT}_roofline.svg"
 TIME = "Kernel Time (µs)_sum"
-# The matrix runs without the optional roofline PNG (it is slow to draw);
+# The matrix runs without the roofline chart;
 # the command-line cases run with the plugin's defaults, plot included.
 NO_PLOT = {"roofline_plot": False}
 MARKER = "jarvis-literal-was-executed"

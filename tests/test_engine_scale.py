@@ -130,13 +130,15 @@ def test_benchmark_builder_writes_distinct_signatures(tmp_path, rows):
     assert (tmp_path / "metadata" / "moe_fused_metadata.json").is_file()
 
 
-def test_roofline_plot_gets_only_the_ops_of_the_findings_table(tmp_path, monkeypatch):
-    from jarvis_moe.findings import plot
+def test_roofline_plot_gets_only_the_ops_of_the_findings_table(tmp_path):
+    import xml.etree.ElementTree as ET
 
-    drawn = []
-    monkeypatch.setattr(plot, "write_roofline", lambda out, cat, metrics: drawn.append(metrics) or None)
     bench_scale.build_output_dir(tmp_path, 40, bench_scale.REPO / "tests" / "fixtures" / SYNTHETIC)
     result = analyse(tmp_path, category="moe_fused", options={"roofline_plot": True, "max_table_ops": 7})
     assert result.status.value == "OK", result.message
-    assert len(drawn) == 1 and len(drawn[0]["operations"]) == 7
+    svg = ET.parse(tmp_path / "category_findings" / "moe_fused_roofline.svg").getroot()
+    # One marker with a hover title per drawn op: the seven table rows only.
+    marked = [c for c in svg.iter("{http://www.w3.org/2000/svg}circle")
+              if c.find("{http://www.w3.org/2000/svg}title") is not None]
+    assert len(marked) == 7
     assert len(read_metrics(tmp_path, "moe_fused")["operations"]) == 40

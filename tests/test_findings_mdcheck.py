@@ -6,9 +6,8 @@ import pytest
 
 from jarvis_moe.findings import render
 from jarvis_moe.findings.check import FindingsContractError, ensure_findings, split_cells, verify_findings
-from jarvis_moe.metrics import to_json_data
 from jarvis_moe.run import analyse
-from samples import GPT_OSS_DECODE, REAL_H200, SYNTHETIC_VS, fixture_metrics, no_data
+from samples import GPT_OSS_DECODE, REAL_H200, SYNTHETIC_VS, fixture_metrics, no_data, to_json_data
 
 
 @pytest.fixture

@@ -16,11 +16,10 @@ import pytest
 from conformance.check_findings import check
 from jarvis_moe.findings import ReplayRef, render
 from jarvis_moe.findings.check import verify_findings
-from jarvis_moe.metrics import to_json_data
 from jarvis_moe.run import analyse
 from samples import (
     FIXTURES, GPT_OSS_DECODE, GPT_OSS_PREFILL, REAL_H200, SYNTHETIC, SYNTHETIC_VS, error_metrics, fixture_metrics,
-    no_data, write_and_check,
+    no_data, to_json_data, write_and_check,
 )
 
 FAM_SGLANG = "fam-sglang-triton-mixtral-fp8-mi300x"

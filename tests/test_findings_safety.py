@@ -17,8 +17,7 @@ from markdown_it.common.utils import escapeHtml
 
 from jarvis_moe.findings import render
 from jarvis_moe.findings.check import verify_findings
-from jarvis_moe.metrics import to_json_data
-from samples import hostile, write_and_check
+from samples import hostile, to_json_data, write_and_check
 
 HOSTILE = [
     "a|b|c",

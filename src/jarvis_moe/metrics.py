@@ -335,11 +335,6 @@ Metrics = Annotated[Union[MetricsOk, MetricsNoData, MetricsError], Field(discrim
 METRICS_ADAPTER: TypeAdapter[Any] = TypeAdapter(Metrics)
 
 
-def to_json_data(metrics: MetricsOk | MetricsNoData | MetricsError) -> dict[str, Any]:
-    """The metrics as JSON data: documented key names (``Input Dims``), nulls kept."""
-    return metrics.model_dump(mode="json", by_alias=True)
-
-
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of the metrics file (draft 2020-12), as shipped."""
     schema = METRICS_ADAPTER.json_schema(by_alias=True, mode="serialization")

@@ -81,11 +81,11 @@ def analyse(output_dir: Path, *, category: str, scope: str = "standalone",
 
 
 def _analyse(output_dir: Path, category: str, scope: str, options: dict[str, Any]) -> AnalysisResult:
-    from jarvis_moe import findings, output
+    from jarvis_moe import findings
     from jarvis_moe.engine.assemble import build_metrics
     from jarvis_moe.engine.contract import CategoryPaths
     from jarvis_moe.engine.load import load_inputs
-    from jarvis_moe.metrics import MetricsNoData, to_json_data
+    from jarvis_moe.metrics import MetricsNoData
     from jarvis_moe.replay.spec import replay_files
 
     paths = CategoryPaths(output_dir, category)
@@ -94,26 +94,21 @@ def _analyse(output_dir: Path, category: str, scope: str, options: dict[str, Any
         metrics = MetricsNoData(category=category, status="NO_DATA", comparison_scope=scope,
                                 generated_by=GENERATED_BY, message="No MoE operations detected in this trace.",
                                 sibling_category=_sibling_with_moe(output_dir, category))
-        written = _write(output_dir, category, metrics, findings.render(metrics), [], None)
+        written = _write(output_dir, category, metrics, findings.render(metrics), [])
         return AnalysisResult(Status.NO_DATA, "no MoE operations in this trace", written)
     metrics = build_metrics(inputs, category=category, scope=scope, options=options, generated_by=GENERATED_BY)
     warnings = list(metrics.input_warnings)
+    extra, replay = replay_files(metrics, float(options["replay_below_pct"]))
     plot_name = None
     if options.get("roofline_plot"):
-        from jarvis_moe.findings import plot
+        from jarvis_moe.findings.plot import roofline_svg
 
-        # The outputs must be writable before the plot is drawn, or a run that
-        # ends in ERROR would leave a new PNG behind.
-        for name in _outputs(category):
-            output.output_path(output_dir, name)
-        if plot.available():
-            shown = metrics.model_copy(update={"operations": metrics.operations[: int(options["max_table_ops"])]})
-            plot_name = plot.write_roofline(output_dir, category, to_json_data(shown))
-        else:
-            warnings.append("roofline plot skipped: matplotlib is not installed (pip install 'jarvis-moe[plot]')")
-    extra, replay = replay_files(metrics, float(options["replay_below_pct"]))
+        svg = roofline_svg(metrics, int(options["max_table_ops"]))
+        if svg is not None:
+            plot_name = f"{category}_roofline.svg"
+            extra.append((f"category_findings/{plot_name}", svg))
     markdown = findings.render(metrics, plot_name=plot_name, replay=replay)
-    written = _write(output_dir, category, metrics, markdown, extra, plot_name)
+    written = _write(output_dir, category, metrics, markdown, extra)
     message = (f"{metrics.total_time_ms:.3f} ms in {metrics.operations_total} signature(s), "
                f"{metrics.percent_of_compute:.2f}% of GPU time; {len(metrics.category_findings)} finding(s)")
     return AnalysisResult(Status.OK, message, written, tuple(warnings))
@@ -122,8 +117,10 @@ def _analyse(output_dir: Path, category: str, scope: str, options: dict[str, Any
 def _outputs(category: str) -> tuple[str, ...]:
     """Every output a run of ``category`` may write, relative to the output directory."""
     return (f"category_data/{category}_metrics.json", f"category_findings/{category}_findings.md",
-            f"category_findings/{category}_roofline.png", f"category_findings/{category}_replay.py",
-            f"category_data/{category}_replay.json")
+            f"category_findings/{category}_roofline.svg", f"category_findings/{category}_replay.py",
+            f"category_data/{category}_replay.json",
+            # written by 0.2 and earlier; a rerun removes it with the other stale outputs
+            f"category_findings/{category}_roofline.png")
 
 
 def _sibling_with_moe(output_dir: Path, category: str) -> str | None:
@@ -141,8 +138,8 @@ def _sibling_with_moe(output_dir: Path, category: str) -> str | None:
         return sibling  # rows there, just not readable: the model still has MoE layers
 
 
-def _write(output_dir: Path, category: str, metrics: Any, markdown: str, extra: list[tuple[str, bytes]],
-           plot_name: str | None) -> tuple[Path, ...]:
+def _write(output_dir: Path, category: str, metrics: Any, markdown: str,
+           extra: list[tuple[str, bytes]]) -> tuple[Path, ...]:
     """Check the page against its metrics, write every output, remove stale optional ones."""
     from jarvis_moe import output
     from jarvis_moe.findings.check import ensure_findings
@@ -153,12 +150,10 @@ def _write(output_dir: Path, category: str, metrics: Any, markdown: str, extra: 
                      (f"category_findings/{category}_findings.md", markdown.encode("utf-8"))]
     written = output.write_outputs(output_dir, files)
     optional = _outputs(category)[2:]
-    kept = {name for name, _ in extra} | ({f"category_findings/{plot_name}"} if plot_name else set())
+    kept = {name for name, _ in extra}
     for name in optional:
         if name not in kept:
             output.remove_stale(output_dir / name)
-    if plot_name:
-        written = (*written, output_dir / "category_findings" / plot_name)
     return written
 
 
@@ -170,7 +165,7 @@ def _write_error(output_dir: Path, category: str, scope: str, problem: str, file
     metrics = MetricsError(category=category, status="ERROR", comparison_scope=scope, generated_by=GENERATED_BY,
                            message=problem, file=file, location=location)
     try:
-        written = _write(output_dir, category, metrics, findings.render(metrics), [], None)
+        written = _write(output_dir, category, metrics, findings.render(metrics), [])
     except OutputError as exc:
         return AnalysisResult(Status.ERROR, f"{text}; and the error outputs could not be written: {exc}")
     return AnalysisResult(Status.ERROR, text, written)

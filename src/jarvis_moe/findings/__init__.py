@@ -17,7 +17,7 @@ from jarvis_moe.metrics import MetricsError, MetricsNoData, MetricsOk
 
 TITLE = "# MoE Analysis Summary"
 NO_MOE_NOTE = "- Model does not use Mixture of Experts architecture"
-_PLOT_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.png$")
+_PLOT_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.svg$")
 
 __all__ = ["ReplayRef", "render", "render_error", "render_no_data"]
 
@@ -80,14 +80,14 @@ def render(m: MetricsOk | MetricsNoData | MetricsError, plot_name: str | None = 
     :param plot_name: file name of a roofline PNG next to the findings, linked
         from the overview; None when none was written.
     :param replay: the replay artifact written with this run, for Path B.
-    :raises ValueError: if ``plot_name`` is not a plain ``*.png`` file name.
+    :raises ValueError: if ``plot_name`` is not a plain ``*.svg`` file name.
     """
     if isinstance(m, MetricsNoData):
         return render_no_data(m)
     if isinstance(m, MetricsError):
         return render_error(m)
     if plot_name is not None and not _PLOT_NAME.match(plot_name):
-        raise ValueError(f"plot name {plot_name!r} must be a plain file name ending in .png")
+        raise ValueError(f"plot name {plot_name!r} must be a plain file name ending in .svg")
     rows = max(1, int(m.options.get("max_table_ops", 15)))
     parts = [
         [TITLE], summary.overview(m, plot_name, routing.layer_line(m)), summary.operations(m, rows),
