@@ -81,7 +81,7 @@ def analyse(output_dir: Path, *, category: str, scope: str = "standalone",
 
 
 def _analyse(output_dir: Path, category: str, scope: str, options: dict[str, Any]) -> AnalysisResult:
-    from jarvis_moe import findings
+    from jarvis_moe import findings, output
     from jarvis_moe.engine.assemble import build_metrics
     from jarvis_moe.engine.contract import CategoryPaths
     from jarvis_moe.engine.load import load_inputs
@@ -105,22 +105,14 @@ def _analyse(output_dir: Path, category: str, scope: str, options: dict[str, Any
 
         svg = roofline_svg(metrics, int(options["max_table_ops"]))
         if svg is not None:
-            plot_name = f"{category}_roofline.svg"
-            extra.append((f"category_findings/{plot_name}", svg))
+            chart = output.CategoryOutputs(category).roofline
+            extra.append((chart, svg))
+            plot_name = chart.rpartition("/")[2]
     markdown = findings.render(metrics, plot_name=plot_name, replay=replay)
     written = _write(output_dir, category, metrics, markdown, extra)
     message = (f"{metrics.total_time_ms:.3f} ms in {metrics.operations_total} signature(s), "
                f"{metrics.percent_of_compute:.2f}% of GPU time; {len(metrics.category_findings)} finding(s)")
     return AnalysisResult(Status.OK, message, written, tuple(warnings))
-
-
-def _outputs(category: str) -> tuple[str, ...]:
-    """Every output a run of ``category`` may write, relative to the output directory."""
-    return (f"category_data/{category}_metrics.json", f"category_findings/{category}_findings.md",
-            f"category_findings/{category}_roofline.svg", f"category_findings/{category}_replay.py",
-            f"category_data/{category}_replay.json",
-            # written by 0.2 and earlier; a rerun removes it with the other stale outputs
-            f"category_findings/{category}_roofline.png")
 
 
 def _sibling_with_moe(output_dir: Path, category: str) -> str | None:
@@ -140,21 +132,16 @@ def _sibling_with_moe(output_dir: Path, category: str) -> str | None:
 
 def _write(output_dir: Path, category: str, metrics: Any, markdown: str,
            extra: list[tuple[str, bytes]]) -> tuple[Path, ...]:
-    """Check the page against its metrics, write every output, remove stale optional ones."""
+    """Check the page against its metrics, then write every output as one set, findings last."""
     from jarvis_moe import output
     from jarvis_moe.findings.check import ensure_findings
 
     payload = output.metrics_json(metrics)
     ensure_findings(markdown, json.loads(payload))
-    files = extra + [(f"category_data/{category}_metrics.json", payload.encode("utf-8")),
-                     (f"category_findings/{category}_findings.md", markdown.encode("utf-8"))]
-    written = output.write_outputs(output_dir, files)
-    optional = _outputs(category)[2:]
-    kept = {name for name, _ in extra}
-    for name in optional:
-        if name not in kept:
-            output.remove_stale(output_dir / name)
-    return written
+    names = output.CategoryOutputs(category)
+    files = extra + [(names.metrics, payload.encode("utf-8")), (names.findings, markdown.encode("utf-8"))]
+    kept = {name for name, _ in files}
+    return output.write_outputs(output_dir, files, stale=[name for name in names.optional if name not in kept])
 
 
 def _write_error(output_dir: Path, category: str, scope: str, problem: str, file: str | None,
