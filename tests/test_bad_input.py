@@ -586,7 +586,8 @@ def test_missing_output_directory_is_an_error_and_is_not_created(tmp_path):
 
 def test_missing_output_directory_from_the_command_line(tmp_path):
     done = run_cli(tmp_path / "nowhere", tmp_path)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
+    # A wrong path is a usage error (exit 4), kept apart from bad input data (exit 2).
+    assert done.returncode == 4 and "Traceback" not in done.stderr
     assert not (tmp_path / "nowhere").exists()
 
 

@@ -278,7 +278,8 @@ def test_rendering_is_pure():
 def test_the_documented_example_is_what_the_engine_writes(tmp_path):
     out = tmp_path / GPT_OSS_DECODE
     shutil.copytree(FIXTURES / GPT_OSS_DECODE, out)
-    analyse(out, category="moe_unfused", options={"roofline_plot": False})
+    # Default options, as a user's run: the page links the roofline chart.
+    analyse(out, category="moe_unfused")
     example = (out / "category_findings" / "moe_unfused_findings.md").read_text(encoding="utf-8")
     doc = (Path(__file__).parents[1] / "docs" / "findings.md").read_text(encoding="utf-8")
     assert f"````markdown\n{example}````\n" in doc, "regenerate the example in docs/findings.md"

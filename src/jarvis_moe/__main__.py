@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Sequence
 
 from jarvis_moe import __version__, plugin
-from jarvis_moe.host.cli import USER_ERRORS, add_config_option, add_scope_option
+from jarvis_moe.host import exits
+from jarvis_moe.host.cli import EXIT_CODES_HELP, USER_ERRORS, UsageParser, add_config_option, add_scope_option
 from jarvis_moe.host.config import load_settings
 from jarvis_moe.host.plugins import PluginInfo, load_registry
 from jarvis_moe.host.runner import report, run_categories
@@ -29,11 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     :return: the parser.
     """
-    parser = argparse.ArgumentParser(
+    parser = UsageParser(
         prog="python -m jarvis_moe",
-        description="Analyse the MoE category of one trace-analysis output directory "
-                    "and print its status. Exit code: 0 OK or NO_DATA, 2 bad input, "
-                    "1 internal failure.",
+        description="Analyse the MoE category of one trace-analysis output directory, "
+                    "print its status and the files written.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--output-dir", type=Path, required=True, metavar="DIR",
                         help="analysis output directory written by the pipeline")
@@ -49,8 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one MoE category as the pipeline's per-category script would.
 
     :param argv: arguments without the program name (default: ``sys.argv[1:]``).
-    :return: the exit code.
+    :return: the exit code (see :mod:`jarvis_moe.host.exits`).
     """
+    return exits.run_quietly(lambda: _main(argv), "jarvis-moe")
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         # Every installed plugin is loaded so the user config is checked
@@ -66,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except USER_ERRORS as exc:
         print(f"jarvis-moe: error: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE_ERROR
     return report(outcomes, prog="jarvis-moe")
 
 

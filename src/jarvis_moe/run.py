@@ -24,6 +24,7 @@ from jarvis_moe.manifest import default_options
 
 GENERATED_BY = f"jarvis-moe {__version__}"
 SIBLING = {"moe_fused": "moe_unfused", "moe_unfused": "moe_fused"}
+KIND = {"moe_fused": "fused", "moe_unfused": "unfused"}
 
 
 class Status(str, enum.Enum):
@@ -91,11 +92,16 @@ def _analyse(output_dir: Path, category: str, scope: str, options: dict[str, Any
     paths = CategoryPaths(output_dir, category)
     inputs = load_inputs(paths)
     if inputs is None:
+        sibling = _sibling_with_moe(output_dir, category)
+        if sibling:  # "no MoE" would contradict the sibling's report
+            summary = f"no {KIND[category]} MoE operations; the MoE layers are in {sibling}"
+            text = f"No {KIND[category]} MoE operations in this trace; its MoE layers are in {sibling}."
+        else:
+            summary, text = "no MoE operations in this trace", "No MoE operations detected in this trace."
         metrics = MetricsNoData(category=category, status="NO_DATA", comparison_scope=scope,
-                                generated_by=GENERATED_BY, message="No MoE operations detected in this trace.",
-                                sibling_category=_sibling_with_moe(output_dir, category))
+                                generated_by=GENERATED_BY, message=text, sibling_category=sibling)
         written = _write(output_dir, category, metrics, findings.render(metrics), [])
-        return AnalysisResult(Status.NO_DATA, "no MoE operations in this trace", written)
+        return AnalysisResult(Status.NO_DATA, summary, written)
     metrics = build_metrics(inputs, category=category, scope=scope, options=options, generated_by=GENERATED_BY)
     warnings = list(metrics.input_warnings)
     extra, replay = replay_files(metrics, float(options["replay_below_pct"]))

@@ -78,18 +78,19 @@ def test_exit_code_follows_the_result(fake_engine, output_dir, capsys, result, c
     assert ("(internal error)" in out) == (code == 1)
 
 
-def test_missing_output_directory_exits_2(tmp_path, capsys):
-    assert main(["--output-dir", str(tmp_path / "nope")]) == 2
+def test_missing_output_directory_is_a_usage_error(tmp_path, capsys):
+    assert main(["--output-dir", str(tmp_path / "nope")]) == 4
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_folder_that_is_not_an_output_directory_exits_2_and_creates_nothing(fake_engine, tmp_path, capsys):
+def test_folder_that_is_not_an_output_directory_is_a_usage_error_and_creates_nothing(fake_engine, tmp_path,
+                                                                                    capsys):
     engine = fake_engine()
     folder = tmp_path / "downloads"
     folder.mkdir()
     (folder / "trace.json").write_text("{}", encoding="utf-8")
 
-    assert main(["--output-dir", str(folder)]) == 2
+    assert main(["--output-dir", str(folder)]) == 4
 
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -108,11 +109,11 @@ def test_output_directory_with_only_metadata_is_accepted(fake_engine, tmp_path):
     assert len(engine.calls) == 1
 
 
-def test_config_error_exits_2_naming_file_and_key(output_dir, tmp_path, capsys):
+def test_config_error_is_a_usage_error_naming_file_and_key(output_dir, tmp_path, capsys):
     config = tmp_path / "mine.toml"
     config.write_text("[categories.moe_fused]\nenabled = 1\n", encoding="utf-8")
 
-    assert main(["--output-dir", str(output_dir), "--config", str(config)]) == 2
+    assert main(["--output-dir", str(output_dir), "--config", str(config)]) == 4
     assert f"{config}: categories.moe_fused.enabled: expected a boolean, got 1" in capsys.readouterr().err
 
 
@@ -123,18 +124,19 @@ def test_drop_in_reports_no_data_for_a_dense_model(run_python, fixture_copy, tmp
 
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert completed.stdout.startswith("moe_fused: NO_DATA")
-    assert len(completed.stdout.splitlines()) == 1
+    assert completed.stdout.splitlines()[1:] == [f"    wrote {output_dir / 'category_data' / 'moe_fused_metrics.json'}",
+                                                 f"    wrote {output_dir / 'category_findings' / 'moe_fused_findings.md'}"]
     findings = (output_dir / "category_findings" / "moe_fused_findings.md").read_text(encoding="utf-8")
     assert "No MoE operations detected in this trace." in findings
 
 
-def test_drop_in_on_a_folder_that_is_not_an_output_directory_exits_2_and_creates_nothing(run_python, tmp_path):
+def test_drop_in_on_a_folder_that_is_not_an_output_directory_is_a_usage_error(run_python, tmp_path):
     folder = tmp_path / "empty"
     folder.mkdir()
 
     completed = run_python(["-m", "jarvis_moe", "--output-dir", str(folder)], cwd=tmp_path)
 
-    assert completed.returncode == 2
+    assert completed.returncode == 4
     assert completed.stdout == ""
     assert "has neither category_data/ nor metadata/" in completed.stderr
     assert completed.stderr.startswith("jarvis-moe: error: ")

@@ -29,6 +29,10 @@ LISTING_KEYS = {"name", "plugin", "version", "enabled", "enabled_source", "descr
 
 BROKEN_PLUGIN = "raise ImportError('needs a newer host')\n"
 
+# The first line of ``jarvis run`` when no config is in use (the tests run in
+# an empty temporary directory, without --config or $JARVIS_CONFIG).
+NO_CONFIG = "config: none (no --config, $JARVIS_CONFIG or ./jarvis.toml): plugin defaults\n"
+
 
 def test_version_flag_prints_the_version(run_jarvis):
     completed = run_jarvis("--version")
@@ -45,11 +49,12 @@ def test_every_command_has_help(run_jarvis, command):
     assert completed.stdout.startswith("usage: jarvis")
 
 
-def test_command_is_required(run_jarvis):
+def test_bare_command_prints_help_and_succeeds(run_jarvis):
     completed = run_jarvis()
 
-    assert completed.returncode == 2
-    assert "required: COMMAND" in completed.stderr
+    assert completed.returncode == 0
+    assert completed.stdout == run_jarvis("--help").stdout
+    assert completed.stderr == ""
 
 
 def test_categories_json_lists_both_moe_categories(run_jarvis, tmp_path):
@@ -127,7 +132,7 @@ def test_two_plugins_claiming_a_category_fail_naming_both(run_jarvis, fake_site,
 
     completed = run_jarvis("categories", env=fake_site.env(), cwd=tmp_path)
 
-    assert completed.returncode == 2
+    assert completed.returncode == 4
     assert "'moe_fused' is registered by more than one plugin" in completed.stderr
     assert f"'jarvis-moe {INSTALLED_VERSION}'" in completed.stderr and "'fake-rival 9.9'" in completed.stderr
     assert "Traceback" not in completed.stderr
@@ -146,14 +151,14 @@ def test_load_plugins_env_hides_unlisted_plugins_from_the_listing(run_jarvis, fa
     assert json.loads(nothing.stdout) == []
 
 
-def test_config_error_exits_2_naming_file_and_key(run_jarvis, tmp_path):
+def test_config_error_is_a_usage_error_naming_file_and_key(run_jarvis, tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("[categories.moe_fused.options]\nrouting_noise_pct = 'high'\n", encoding="utf-8")
 
     completed = run_jarvis("categories", "--config", str(config), cwd=tmp_path)
 
     default = load_manifest().categories["moe_fused"].options["routing_noise_pct"]
-    assert completed.returncode == 2
+    assert completed.returncode == 4
     assert completed.stderr.strip() == (
         f"jarvis: error: {config}: categories.moe_fused.options.routing_noise_pct: "
         f"expected a number like the default {default}, got 'high'")
@@ -163,7 +168,7 @@ def test_config_from_environment_variable_is_read(run_jarvis, tmp_path):
     env = {"JARVIS_CONFIG": str(tmp_path / "missing.toml")}
     completed = run_jarvis("categories", cwd=tmp_path, env={**os.environ, **env})
 
-    assert completed.returncode == 2
+    assert completed.returncode == 4
     assert "missing.toml: file not found" in completed.stderr
 
 
@@ -174,7 +179,7 @@ def test_run_on_a_dense_model_reports_no_data_for_both_categories(run_jarvis, fi
                            "--category", "moe_unfused", cwd=tmp_path)
 
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    lines = completed.stdout.splitlines()
+    lines = [line for line in completed.stdout.splitlines()[1:] if not line.startswith("    wrote ")]
     assert [line.split(" ")[:2] for line in lines] == [["moe_fused:", "NO_DATA"], ["moe_unfused:", "NO_DATA"]]
     findings = (output_dir / "category_findings" / "moe_fused_findings.md").read_text(encoding="utf-8")
     assert "No MoE operations detected in this trace." in findings
@@ -185,30 +190,46 @@ def test_run_skips_a_category_disabled_in_the_config(run_jarvis, fixture_copy, t
     config = tmp_path / "jarvis.toml"
     config.write_text("[categories.moe_fused]\nenabled = false\n", encoding="utf-8")
 
-    completed = run_jarvis("run", str(output_dir), "--category", "moe_fused", "--config", str(config),
-                           cwd=tmp_path)
+    completed = run_jarvis("run", str(output_dir), "--config", str(config), cwd=tmp_path,
+                           env={**os.environ, "JARVIS_LOAD_PLUGINS": "jarvis-moe"})
 
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout == f"moe_fused: skipped (disabled by config: {config})\n"
-    assert not (output_dir / "category_findings").exists()
+    assert completed.stdout.splitlines()[:2] == [f"config: {config} (--config)",
+                                                 f"moe_fused: skipped (disabled by config: {config})"]
+    assert not (output_dir / "category_findings" / "moe_fused_findings.md").exists()
 
 
-def test_run_on_a_missing_directory_exits_2_without_traceback(run_jarvis, tmp_path):
+def test_run_runs_a_category_the_config_disables_when_named_and_says_so(run_jarvis, fixture_copy, tmp_path):
+    output_dir = fixture_copy("qwen3-8b-dense-mi300x-decode")
+    config = tmp_path / "jarvis.toml"
+    config.write_text("[categories.moe_fused]\nenabled = false\n", encoding="utf-8")
+
+    completed = run_jarvis("run", str(output_dir), "--category", "moe_fused", cwd=tmp_path)
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines()[:2] == [f"config: {config} (./jarvis.toml)",
+                                                 "moe_fused: NO_DATA - no MoE operations in this trace"]
+    assert completed.stderr == (f"jarvis: note: moe_fused: disabled by config: {config}, "
+                                "run because it was named\n")
+    assert (output_dir / "category_findings" / "moe_fused_findings.md").is_file()
+
+
+def test_run_on_a_missing_directory_is_a_usage_error_without_traceback(run_jarvis, tmp_path):
     completed = run_jarvis("run", str(tmp_path / "nope"), cwd=tmp_path)
 
-    assert completed.returncode == 2
+    assert completed.returncode == 4
     assert "does not exist" in completed.stderr
     assert "Traceback" not in completed.stderr
 
 
-def test_run_on_a_folder_that_is_not_an_output_directory_exits_2_and_creates_nothing(run_jarvis, tmp_path):
+def test_run_on_a_folder_that_is_not_an_output_directory_is_a_usage_error(run_jarvis, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
     (folder / "cat.jpg").write_bytes(b"")
 
     completed = run_jarvis("run", str(folder), cwd=tmp_path)
 
-    assert completed.returncode == 2
+    assert completed.returncode == 4
     assert completed.stdout == ""
     assert completed.stderr.strip() == (
         f"jarvis: error: {str(folder)!r} has neither category_data/ nor metadata/: it is not an "
@@ -216,10 +237,10 @@ def test_run_on_a_folder_that_is_not_an_output_directory_exits_2_and_creates_not
     assert tree(folder) == ["cat.jpg"]
 
 
-def test_run_with_an_unknown_category_exits_2_listing_known_ones(run_jarvis, output_dir, tmp_path):
+def test_run_with_an_unknown_category_is_a_usage_error_listing_known_ones(run_jarvis, output_dir, tmp_path):
     completed = run_jarvis("run", str(output_dir), "--category", "moe_fuzed", cwd=tmp_path)
 
-    assert completed.returncode == 2
+    assert completed.returncode == 4
     assert "unknown category 'moe_fuzed'" in completed.stderr
     assert "moe_fused" in completed.stderr and "moe_unfused" in completed.stderr
 
@@ -227,7 +248,7 @@ def test_run_with_an_unknown_category_exits_2_listing_known_ones(run_jarvis, out
 def test_run_rejects_an_unknown_scope(run_jarvis, tmp_path):
     completed = run_jarvis("run", str(tmp_path), "--comparison-scope", "both", cwd=tmp_path)
 
-    assert completed.returncode == 2
+    assert completed.returncode == 4
     assert "invalid choice: 'both'" in completed.stderr
 
 
@@ -250,10 +271,10 @@ def test_listing_says_so_when_no_plugin_is_loaded(run_jarvis, tmp_path):
     assert "No categories registered" in completed.stdout
 
 
-def test_run_without_categories_prints_nothing_and_succeeds(run_jarvis, output_dir, tmp_path):
+def test_run_without_categories_prints_only_the_config_and_succeeds(run_jarvis, output_dir, tmp_path):
     completed = run_jarvis("run", str(output_dir), cwd=tmp_path, env={**os.environ, "JARVIS_LOAD_PLUGINS": ""})
 
-    assert (completed.returncode, completed.stdout) == (0, "")
+    assert (completed.returncode, completed.stdout) == (0, NO_CONFIG)
 
 
 def test_categories_lists_a_plugin_that_imports_nothing_from_the_host(run_jarvis, fake_site, good_plugin,
@@ -283,7 +304,8 @@ def test_run_passes_config_options_to_a_third_party_plugin(run_jarvis, fake_site
                            env=fake_site.env(JARVIS_LOAD_PLUGINS="fake-own"))
 
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout == "own_cat: OK - scope=comparative options=[('limit', 4)]\n"
+    assert completed.stdout == (f"config: {config} (./jarvis.toml)\n"
+                                "own_cat: OK - scope=comparative options=[('limit', 4)]\n")
 
 
 @pytest.mark.parametrize(("result", "code", "line"), [
@@ -303,9 +325,11 @@ def test_run_exit_code_follows_what_a_plain_analyser_returns(run_jarvis, fake_si
                            env=fake_site.env(JARVIS_LOAD_PLUGINS="fake-own"))
 
     assert completed.returncode == code, completed.stderr
-    assert completed.stdout.startswith(line)
-    assert len(completed.stdout.splitlines()) == 1
+    assert completed.stdout.startswith(NO_CONFIG + line)
+    assert len(completed.stdout.splitlines()) == 2
     assert "Traceback" not in completed.stderr
+    # A bug is the one outcome whose stderr tells how to get the traceback.
+    assert ("JARVIS_DEBUG=1" in completed.stderr) == (code == 1)
 
 
 def test_run_prints_analyser_warnings_on_stderr(run_jarvis, fake_site, good_plugin, output_dir, tmp_path):
@@ -315,5 +339,5 @@ def test_run_prints_analyser_warnings_on_stderr(run_jarvis, fake_site, good_plug
     completed = run_jarvis("run", str(output_dir), cwd=tmp_path,
                            env=fake_site.env(JARVIS_LOAD_PLUGINS="fake-own"))
 
-    assert (completed.returncode, completed.stdout) == (0, "own_cat: OK\n")
+    assert (completed.returncode, completed.stdout) == (0, NO_CONFIG + "own_cat: OK\n")
     assert completed.stderr == "jarvis: warning: own_cat: row 4 skipped\n"

@@ -14,7 +14,8 @@ from jarvis_moe.host.category import Category
 from jarvis_moe.host.config import (
     DEFAULT_SOURCE,
     ConfigError,
-    find_config,
+    ConfigLocation,
+    locate_config,
     load_settings,
     read_user_config,
     resolve_settings,
@@ -143,23 +144,31 @@ def test_config_flag_wins_over_environment_and_working_directory(tmp_path, monke
     write(tmp_path / "jarvis.toml", "")
     env = {"JARVIS_CONFIG": str(tmp_path / "from-env.toml")}
 
-    assert find_config(tmp_path / "flag.toml", env) == tmp_path / "flag.toml"
+    assert locate_config(tmp_path / "flag.toml", env) == ConfigLocation(tmp_path / "flag.toml", "--config")
 
 
 def test_environment_wins_over_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write(tmp_path / "jarvis.toml", "")
 
-    assert find_config(None, {"JARVIS_CONFIG": "/etc/jarvis.toml"}) == Path("/etc/jarvis.toml")
+    assert locate_config(None, {"JARVIS_CONFIG": "/etc/jarvis.toml"}) == ConfigLocation(Path("/etc/jarvis.toml"),
+                                                                              "$JARVIS_CONFIG")
 
 
 def test_working_directory_config_is_used_when_present(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert find_config(None, {}) is None
+    assert locate_config(None, {}) == ConfigLocation(None, "none")
 
     write(tmp_path / "jarvis.toml", "")
 
-    assert find_config(None, {"JARVIS_CONFIG": ""}) == tmp_path / "jarvis.toml"
+    assert locate_config(None, {"JARVIS_CONFIG": ""}) == ConfigLocation(tmp_path / "jarvis.toml", "./jarvis.toml")
+
+
+def test_each_config_origin_is_said_in_one_line(tmp_path):
+    assert ConfigLocation(None, "none").describe() == (
+        "config: none (no --config, $JARVIS_CONFIG or ./jarvis.toml): plugin defaults")
+    assert ConfigLocation(tmp_path / "j.toml", "$JARVIS_CONFIG").describe() == (
+        f"config: {tmp_path / 'j.toml'} ($JARVIS_CONFIG)")
 
 
 def test_each_config_source_decides_the_enabled_state_in_precedence_order(tmp_path, monkeypatch, moe_registry):

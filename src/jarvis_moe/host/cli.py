@@ -1,9 +1,11 @@
 """The ``jarvis`` command: list the installed categories, run them.
 
 Listing never imports an analysis engine, so ``jarvis categories`` and
-``--help`` stay instant however many plugins are installed. User mistakes (a
-bad config, an unknown category, a missing directory, two plugins claiming a
-name) end with one message on stderr and exit code 2, never a traceback.
+``--help`` stay instant however many plugins are installed. User mistakes (bad
+arguments, a bad config, an unknown category, a missing directory, two
+plugins claiming a name) end with one message on stderr and exit code 4,
+never a traceback; exit code 2 is kept for input data that breaks a
+category's contract (see :mod:`~jarvis_moe.host.exits`).
 """
 
 from __future__ import annotations
@@ -12,15 +14,35 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NoReturn, Sequence
 
 from jarvis_moe import __version__
+from jarvis_moe.host import exits
 from jarvis_moe.host.category import SCOPES
-from jarvis_moe.host.config import CategorySettings, ConfigError, load_settings
+from jarvis_moe.host.config import CategorySettings, ConfigError, locate_config, settings_at
 from jarvis_moe.host.plugins import PluginConflictError, Registry, load_registry
-from jarvis_moe.host.runner import UsageError, report, run_categories
+from jarvis_moe.host.runner import UsageError, exit_code, report, resolve_scope, run_categories
 
 USER_ERRORS = (ConfigError, PluginConflictError, UsageError)
+
+EXIT_CODES_HELP = """exit codes:
+  0    every category that ran is OK or NO_DATA (or was skipped)
+  1    a category failed internally: a bug (JARVIS_DEBUG=1 prints its traceback)
+  2    input data breaks a category's contract (ERROR)
+  4    usage error: bad arguments, bad config, wrong output directory, unknown category
+  130  interrupted (Ctrl-C)
+  141  standard output closed early (e.g. | head)"""
+
+
+class UsageParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors exit 4 (as pytest's do), not 2.
+
+    Exit code 2 belongs to bad input data; a wrong call is another mistake.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(exits.USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
 
 def describe_categories(registry: Registry, settings: Mapping[str, CategorySettings]) -> list[dict[str, Any]]:
@@ -79,25 +101,39 @@ def format_listing(listing: Sequence[Mapping[str, Any]], registry: Registry) -> 
 
 def _cmd_categories(args: argparse.Namespace) -> int:
     registry = load_registry()
-    settings = load_settings(registry.categories, args.config)
-    listing = describe_categories(registry, settings)
+    location = locate_config(args.config)
+    listing = describe_categories(registry, settings_at(registry.categories, location))
     if args.json:
         # Broken plugins were already reported on stderr while loading; the
         # JSON stays an array of categories so scripts can rely on its shape.
         print(json.dumps(listing, indent=2))
     else:
-        sys.stdout.write(format_listing(listing, registry))
-    return 0
+        sys.stdout.write(location.describe() + "\n" + format_listing(listing, registry))
+    return exits.OK
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     registry = load_registry()
-    settings = load_settings(registry.categories, args.config)
+    location = locate_config(args.config)
+    settings = settings_at(registry.categories, location)
+    # Resolved once here, so the JSON summary reports the scope the run used.
+    scope = resolve_scope(args.output_dir, args.comparison_scope)
     outcomes = run_categories(
         args.output_dir, registry.categories, settings,
-        names=args.category, scope=args.comparison_scope,
+        names=args.category, scope=scope, run_disabled=bool(args.category),
     )
-    return report(outcomes)
+    if not args.json:
+        print(location.describe())
+        return report(outcomes)
+    summary = {
+        "output_dir": str(args.output_dir),
+        "config": {"path": None if location.path is None else str(location.path), "origin": location.origin},
+        "comparison_scope": scope,
+        "exit_code": exit_code(outcomes),
+        "categories": [outcome.as_json() for outcome in outcomes],
+    }
+    print(json.dumps(summary, indent=2))
+    return summary["exit_code"]
 
 
 def add_scope_option(parser: argparse.ArgumentParser) -> None:
@@ -119,14 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     :return: the parser; each subcommand stores its handler in ``handler``.
     """
-    parser = argparse.ArgumentParser(
+    parser = UsageParser(
         prog="jarvis",
         description="Run the analysis categories of the installed Jarvis plugins "
                     "over a trace-analysis output directory.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"jarvis {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
 
     listing = commands.add_parser(
         "categories", help="list the registered categories",
@@ -139,15 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run", help="run the enabled categories over an output directory",
-        description="Run the enabled categories (or those named with --category) over "
-                    "OUTPUT_DIR and print one status line per category. Exit code: 0 when "
-                    "all are OK, NO_DATA or skipped; 2 when any reported bad input; 1 when "
-                    "any failed internally.",
+        description="Run the enabled categories (or those named with --category, even when "
+                    "the config disables them) over OUTPUT_DIR; print the config used, then one "
+                    "status line per category and the files it wrote.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR",
                      help="analysis output directory written by the pipeline")
     run.add_argument("--category", action="append", metavar="NAME",
                      help="run only this category (repeat for several)")
+    run.add_argument("--json", action="store_true",
+                     help="print a JSON summary (config, scope, exit code, each category's status, "
+                          "message, files written and warnings) instead of text")
     add_scope_option(run)
     add_config_option(run)
     run.set_defaults(handler=_cmd_run)
@@ -158,14 +199,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jarvis`` console script.
 
     :param argv: arguments without the program name (default: ``sys.argv[1:]``).
-    :return: the exit code.
+    :return: the exit code (see :mod:`~jarvis_moe.host.exits`).
     """
-    args = build_parser().parse_args(argv)
+    return exits.run_quietly(lambda: _main(argv), "jarvis")
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return exits.OK
     try:
         return args.handler(args)
     except USER_ERRORS as exc:
         print(f"jarvis: error: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -46,24 +46,46 @@ class CategorySettings:
     options: Mapping[str, Any]
 
 
-def find_config(explicit: Path | None = None, environ: Mapping[str, str] | None = None,
-                cwd: Path | None = None) -> Path | None:
-    """Locate the user config.
+@dataclass(frozen=True)
+class ConfigLocation:
+    """The user config in effect and where the host found it.
+
+    ``origin`` is ``"--config"``, ``"$JARVIS_CONFIG"``, ``"./jarvis.toml"``
+    or ``"none"`` (plugin defaults only).
+    """
+
+    path: Path | None
+    origin: str
+
+    def describe(self) -> str:
+        """One line for the user: ``config: jarvis.toml (./jarvis.toml)``."""
+        if self.path is None:
+            return (f"config: none (no --config, ${CONFIG_ENV} or ./{DEFAULT_CONFIG_NAME}): "
+                    "plugin defaults")
+        return f"config: {self.path} ({self.origin})"
+
+
+def locate_config(explicit: Path | None = None, environ: Mapping[str, str] | None = None,
+                  cwd: Path | None = None) -> ConfigLocation:
+    """Locate the user config and say where it came from.
 
     :param explicit: the ``--config`` argument, which wins when given.
     :param environ: environment to read ``JARVIS_CONFIG`` from (default: ``os.environ``).
     :param cwd: directory searched for ``jarvis.toml`` (default: the current one).
-    :return: the config path, or ``None`` when there is none. A path named
-        explicitly or by ``JARVIS_CONFIG`` is returned even when missing, so
-        that reading it reports the mistake instead of silently ignoring it.
+    :return: the config path (``None`` when there is none) and its origin. A
+        path named explicitly or by ``JARVIS_CONFIG`` is returned even when
+        missing, so that reading it reports the mistake instead of silently
+        ignoring it.
     """
     if explicit is not None:
-        return Path(explicit)
+        return ConfigLocation(Path(explicit), "--config")
     env = os.environ if environ is None else environ
     if env.get(CONFIG_ENV):
-        return Path(env[CONFIG_ENV])
+        return ConfigLocation(Path(env[CONFIG_ENV]), f"${CONFIG_ENV}")
     candidate = (Path.cwd() if cwd is None else cwd) / DEFAULT_CONFIG_NAME
-    return candidate if candidate.is_file() else None
+    if candidate.is_file():
+        return ConfigLocation(candidate, f"./{DEFAULT_CONFIG_NAME}")
+    return ConfigLocation(None, "none")
 
 
 def read_user_config(path: Path) -> UserConfig:
@@ -124,6 +146,18 @@ def resolve_settings(categories: Mapping[str, Category],
     return settings
 
 
+def settings_at(categories: Mapping[str, Category], location: ConfigLocation) -> dict[str, CategorySettings]:
+    """Read the located user config (if any) and lay it over the defaults.
+
+    :param categories: the registered categories by name.
+    :param location: where the user config is (see :func:`locate_config`).
+    :return: the settings of every registered category, by name.
+    :raises ConfigError: see :func:`read_user_config` and :func:`resolve_settings`.
+    """
+    config = read_user_config(location.path) if location.path is not None else None
+    return resolve_settings(categories, config)
+
+
 def load_settings(categories: Mapping[str, Category], config_path: Path | None = None,
                   environ: Mapping[str, str] | None = None) -> dict[str, CategorySettings]:
     """Find, read and apply the user config in one step.
@@ -134,6 +168,4 @@ def load_settings(categories: Mapping[str, Category], config_path: Path | None =
     :return: the settings of every registered category, by name.
     :raises ConfigError: see :func:`read_user_config` and :func:`resolve_settings`.
     """
-    path = find_config(config_path, environ)
-    config = read_user_config(path) if path is not None else None
-    return resolve_settings(categories, config)
+    return settings_at(categories, locate_config(config_path, environ))

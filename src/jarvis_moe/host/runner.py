@@ -1,13 +1,15 @@
 """Running categories over one analysis output directory.
 
 The runner decides the comparison scope, runs every selected and enabled
-category, and turns their results into one exit code:
+category, and turns their results into one exit code (see
+:mod:`~jarvis_moe.host.exits`):
 
 - 1 when any category failed internally (a bug: the result says so),
 - else 2 when any category reported bad input (``ERROR``),
 - else 0 (every category ``OK``, ``NO_DATA`` or skipped).
 
-A bug outranks bad input because it is the one the user cannot fix.
+A bug outranks bad input because it is the one the user cannot fix. A
+request the runner cannot carry out (:class:`UsageError`) is exit code 4.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from jarvis_moe.host import warn_stderr
+from jarvis_moe.host import exits, warn_stderr
 from jarvis_moe.host.category import SCOPES, Category, CategoryResult, Status
 from jarvis_moe.host.config import CategorySettings
 
@@ -32,7 +34,7 @@ _MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
 class UsageError(ValueError):
-    """A request the runner cannot carry out as given (exit code 2)."""
+    """A request the runner cannot carry out as given (exit code 4)."""
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,25 @@ class CategoryOutcome:
     name: str
     result: CategoryResult | None
     skipped_reason: str = ""
+    note: str = ""
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.result is None else self.result.exit_code
+        return exits.OK if self.result is None else self.result.exit_code
+
+    def as_json(self) -> dict[str, object]:
+        """This outcome as plain data for ``jarvis run --json``."""
+        result = self.result
+        return {
+            "name": self.name,
+            "status": "SKIPPED" if result is None else result.status.value,
+            "message": self.skipped_reason if result is None else " ".join(result.message.split()),
+            "internal_error": result is not None and result.internal_error,
+            "exit_code": self.exit_code,
+            "outputs": [] if result is None else [str(path) for path in result.outputs],
+            "warnings": [] if result is None else [" ".join(w.split()) for w in result.warnings],
+            "note": self.note,
+        }
 
     def summary(self) -> str:
         """One human-readable line: ``moe_fused: NO_DATA - <message>``."""
@@ -184,7 +201,7 @@ def run_categories(
     :param names: categories to run; empty or ``None`` means all.
     :param scope: the comparison scope; ``None`` reads it from the directory.
     :param run_disabled: run selected categories even when disabled (an
-        explicit request, as from ``python -m jarvis_moe``).
+        explicit request, as from ``--category``); their outcome notes it.
     :param warn: receives warnings about the directory's manifest.
     :return: one outcome per selected category, sorted by name.
     :raises UsageError: for a missing directory, an unknown category or scope.
@@ -198,8 +215,9 @@ def run_categories(
         if not setting.enabled and not run_disabled:
             outcomes.append(CategoryOutcome(name, None, f"disabled by {setting.enabled_source}"))
             continue
+        note = "" if setting.enabled else f"disabled by {setting.enabled_source}, run because it was named"
         result = run_category(categories[name], output_dir, resolved_scope, setting.options)
-        outcomes.append(CategoryOutcome(name, result))
+        outcomes.append(CategoryOutcome(name, result, note=note))
     return outcomes
 
 
@@ -211,13 +229,14 @@ def exit_code(outcomes: Iterable[CategoryOutcome]) -> int:
         input, else 0.
     """
     codes = {outcome.exit_code for outcome in outcomes}
-    if 1 in codes:
-        return 1
-    return 2 if 2 in codes else 0
+    if exits.INTERNAL_ERROR in codes:
+        return exits.INTERNAL_ERROR
+    return exits.BAD_INPUT if exits.BAD_INPUT in codes else exits.OK
 
 
 def report(outcomes: Sequence[CategoryOutcome], prog: str = "jarvis") -> int:
-    """Print a run: one status line per category on stdout, warnings on stderr.
+    """Print a run: per category a status line and the files it wrote on stdout,
+    notes and warnings on stderr.
 
     :param outcomes: the outcomes of :func:`run_categories`.
     :param prog: program name that prefixes warnings.
@@ -225,6 +244,14 @@ def report(outcomes: Sequence[CategoryOutcome], prog: str = "jarvis") -> int:
     """
     for outcome in outcomes:
         print(outcome.summary())
+        for path in outcome.result.outputs if outcome.result is not None else ():
+            print(f"    wrote {path}")
+        if outcome.note:
+            print(f"{prog}: note: {outcome.name}: {outcome.note}", file=sys.stderr)
         for warning in outcome.result.warnings if outcome.result is not None else ():
             print(f"{prog}: warning: {outcome.name}: {' '.join(warning.split())}", file=sys.stderr)
-    return exit_code(outcomes)
+    code = exit_code(outcomes)
+    if code == exits.INTERNAL_ERROR and not os.environ.get(DEBUG_ENV):
+        print(f"{prog}: a category failed with an internal error (a bug, not your data); "
+              f"rerun with {DEBUG_ENV}=1 to print its traceback for a bug report", file=sys.stderr)
+    return code
