@@ -21,6 +21,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -247,6 +248,23 @@ def _name_cut(out: Path, metrics: dict) -> None:
     assert name.startswith("pseudo_op::moe_yyy") and len(name) < 1100 and "… [#" in name
 
 
+ACTING = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _platform_is_plain(out: Path, metrics: dict) -> None:
+    # ESC, BEL and the override removed, the line break a space: nothing left acts on a terminal.
+    assert metrics["platform"] == "MI300X]0;pwned - forged line"
+    assert ACTING.findall(at(out, FINDINGS).read_text(encoding="utf-8")) == []
+    replay = at(out, f"category_data/{CAT}_replay.json")
+    if replay.exists():
+        assert json.loads(replay.read_text(encoding="utf-8"))["platform"]["name"] == metrics["platform"]
+
+
+def _display_name_is_plain(out: Path, metrics: dict) -> None:
+    assert metrics["operations"][0]["display_name"] == "pseudo_op::moe_[31mevil.py"
+    assert ACTING.findall(at(out, FINDINGS).read_text(encoding="utf-8")) == []
+
+
 LONG = "x" * 5_000_000
 DEEP_TUPLE = "(" * 10_000 + ")" * 10_000
 DEEP_LIST = "[" * 10_000 + "]" * 10_000
@@ -332,6 +350,8 @@ CASES = [
     Case("us-spelling", rename_column("(µs)", "(us)"), "OK", warns=False, check=_time_is_unchanged),
     Case("old-count-column", rename_column("operation_count", "count"), "OK", warns=False,
          check=_time_is_unchanged),
+    Case("name-terminal-and-bidi-controls", edit(name="pseudo_op::moe_\x1b[31m\u202eevil\u202c.py\x07"), "OK",
+         warns=False, check=_display_name_is_plain),
     Case("non-ascii-name", edit(name="pseudo_op::moe_ünïcødé_名前_🚀"), "OK", warns=False,
          check=_name_kept("pseudo_op::moe_ünïcødé_名前_🚀")),
     # Cells far beyond any real size, literals nested beyond any real depth.
@@ -381,6 +401,11 @@ CASES = [
          "peak_hbm_bw_tbs", "must be 0 or between"),
     Case("metadata-total-time-zero", metadata(lambda m: m["gpu_utilization"].update(total_time_ms=0)),
          "OK", META, "gpu_utilization.total_time_ms", "is missing or 0"),
+    Case("metadata-platform-terminal-controls",
+         metadata(lambda m: m.update(platform="MI300X\x1b]0;pwned\x07\n- forged\u202e line")), "OK",
+         warns=False, cli=True, check=_platform_is_plain),
+    Case("metadata-platform-1mb", metadata(lambda m: m.update(platform="P" * (1 << 20))), "OK", warns=False,
+         check=lambda out, m: len(m["platform"]) == 200 or pytest.fail(len(m["platform"]))),
     Case("metadata-bom", write_file(META, b"\xef\xbb\xbf" + json.dumps(BASE_META).encode()), "OK", warns=False),
     Case("metadata-older-era", write_file(META, json.dumps({"peak_hbm_bw_tbs": 5.3, "peak_bf16_maf_tflops": 708,
                                                             "gpu_utilization": {"total_time_ms": 39.43}})),

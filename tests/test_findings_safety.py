@@ -72,8 +72,8 @@ def structure_problems(text: str) -> list[str]:
 
 def one_line(raw: str) -> str:
     """What a reader should see for a raw trace string."""
-    text = re.sub(r"[\r\n\t\v\f\u0085\u2028\u2029]+", " ", raw)
-    return re.sub(r"[\x00-\x08\x0e-\x1f\x7f]", "", text).strip()
+    text = re.sub(r"[\r\n\t\v\f\x1c-\x1e\u0085\u2028\u2029]+", " ", raw)
+    return re.sub(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]", "", text).strip()
 
 
 def assert_safe(tmp_path, metrics) -> str:
@@ -160,3 +160,37 @@ def test_any_trace_text_passes_both_checkers(tmp_path, name, kernel, path, args,
     metrics = hostile(name, kernel=kernel, path=path, args=args, warning=kernel,
                       comparative=form == "comparative", heuristic=form == "heuristic")
     assert_safe(tmp_path, metrics)
+
+
+# --- terminal and bidi control characters -------------------------------------
+
+from jarvis_moe.safetext import plain_text  # noqa: E402
+
+# What a terminal or an editor acts on instead of showing: C0 and C1 controls,
+# DEL, and the bidi marks, embeddings, overrides and isolates (Unicode TR9).
+ACTING = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+TERMINAL = [
+    "\x1b]0;pwned\x07title",  # OSC: retitles the terminal, BEL ends it
+    "\x1b[2J\x1b[Hcleared",  # clears the screen
+    "op\u202eevil\u202c.py",  # right-to-left override
+    "\u2066isolated\u2069 \u200fmark\u061c",
+    "line\rforged\x85next\u2028sep",
+    "c1\x9b31mred\x90dcs\x9c",
+]
+
+
+@pytest.mark.parametrize("raw", TERMINAL)
+def test_terminal_and_bidi_controls_never_reach_the_page(tmp_path, raw):
+    metrics = hostile("pseudo_op::" + raw, kernel=raw, path=raw, args=raw, warning=raw)
+    text = assert_safe(tmp_path, metrics)
+    assert ACTING.findall(text) == []
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=40))
+def test_plain_text_leaves_nothing_that_acts_and_keeps_the_rest(raw):
+    out = plain_text(raw)
+    assert ACTING.findall(out) == [] and "\n" not in out
+    assert plain_text(out) == out
+    # Breaks become spaces; every other character that does not act is kept, in order.
+    kept = [c for c in raw if not ACTING.match(c) and c not in "\n\x85\u2028\u2029 "]
+    assert [c for c in out if c != " "] == kept

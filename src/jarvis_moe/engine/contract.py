@@ -16,6 +16,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from jarvis_moe.safetext import plain_text
+
 # --- the ops CSV --------------------------------------------------------------
 
 TIME_SUM = "Kernel Time (µs)_sum"
@@ -126,6 +128,17 @@ def _finite(value: float | None) -> float | None:
 Number = Annotated[float, Field(strict=True), AfterValidator(_finite)]
 
 
+MAX_PLATFORM_CHARS = 200
+
+
+def _platform(value: str | None) -> str | None:
+    """The platform name as shown: one line, no control or bidi characters, at most 200 characters."""
+    text = plain_text(value).strip()
+    if len(text) > MAX_PLATFORM_CHARS:
+        text = text[: MAX_PLATFORM_CHARS - 1].rstrip() + "…"
+    return text or None
+
+
 class GpuUtilization(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -137,7 +150,7 @@ class Metadata(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    platform: str | None = None
+    platform: Annotated[str | None, AfterValidator(_platform)] = None
     peak_hbm_bw_tbs: Annotated[Number, Field(gt=0)]
     max_achievable_tflops: dict[str, Annotated[Number, Field(ge=0)] | None] | None = None
     peak_bf16_maf_tflops: Annotated[Number, Field(gt=0)] | None = None

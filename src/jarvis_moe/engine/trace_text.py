@@ -16,15 +16,13 @@ from typing import Any, Mapping, Sequence
 
 from jarvis_moe.engine.cells import frames, stacks
 from jarvis_moe.engine.dtypes import args_label
+from jarvis_moe.safetext import plain_text
 
-_LINE_BREAKS = re.compile(r"[\r\n\t\v\f\u0085\u2028\u2029]+")
-_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
 
 def display_text(raw: object) -> str:
-    """One line, HTML-neutral form of a trace string: breaks become spaces, ``&<>`` entities."""
-    text = _CONTROL.sub("", _LINE_BREAKS.sub(" ", "" if raw is None else str(raw)))
-    return html.escape(text, quote=False).strip()
+    """One line, HTML-neutral form of a trace string: :func:`plain_text`, then ``&<>`` entities."""
+    return html.escape(plain_text(raw), quote=False).strip()
 
 def _shape_text(shape: Sequence[int]) -> str:
     if len(shape) == 1:

@@ -24,23 +24,24 @@ from __future__ import annotations
 import re
 from typing import Iterable, Sequence
 
+from jarvis_moe.safetext import plain_text
+
 DASH = "—"
 
 _INLINE_SPECIALS = re.compile(r"([\\`*_\[\]|~#!])")
-_BREAKS = re.compile(r"[\r\n\t\v\f\x1c-\x1e\x85\u2028\u2029]+")
 _PARTIAL_ENTITY = re.compile(r"&[#A-Za-z0-9]*$")
 
 
 def inline(display: object) -> str:
     """Display text made inert inside a sentence, a title or a reader-table cell."""
-    s = _BREAKS.sub(" ", "" if display is None else str(display))
+    s = plain_text(display)
     s = s.replace("<", "&lt;").replace(">", "&gt;")
     return _INLINE_SPECIALS.sub(r"\\\1", s)
 
 
 def code(display: object, *, in_table: bool = False, limit: int | None = None) -> str:
     """An identifier as an inline code span (or escaped text when a span would garble it)."""
-    text = _BREAKS.sub(" ", "" if display is None else str(display)).strip()
+    text = plain_text(display).strip()
     if limit is not None:
         text = shorten(text, limit)
     if not text:
@@ -64,7 +65,8 @@ def shorten(display: str, limit: int = 60) -> str:
 
 def data_cell(display: object) -> str:
     """A verbatim Data-table cell: display text with only ``|`` escaped."""
-    return DASH if display is None or display == "" else str(display).replace("|", "\\|")
+    text = plain_text(display)
+    return DASH if text == "" else text.replace("|", "\\|")
 
 
 def num(value: float | int | None, places: int = 2, *, thousands: bool = False) -> str:
