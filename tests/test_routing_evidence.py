@@ -2,9 +2,10 @@
 
 The active-expert distribution is checked against brute-force enumeration
 and hand numbers; ``evidence`` is fed durations built from the physical
-model it inverts, t = (A + n·W) / B (A activation bytes, W one expert's
-weight bytes, n the experts a call's tokens were routed to, B the bandwidth
-it streams at), with n drawn from a known routing.
+model it inverts, t = (A + P·W) / R (A activation bytes, W one expert's
+weight bytes, P the weight passes a call makes: Σ over experts of
+ceil(rows / B), R the rate it streams at), with the rows drawn from a known
+routing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from collections import Counter
 import pytest
 
 from jarvis_moe.engine.moe_model import activation_bytes, cost_of, expected_active_experts, expert_bytes
-from jarvis_moe.engine.routing_evidence import LEVEL, Durations, active_distribution, evidence, uniform_range
+from jarvis_moe.engine.passes import active_distribution, spread_range
+from jarvis_moe.engine.routing_evidence import (
+    LEVEL, Durations, Rules, corrected_efficiency, evidence, explains_over_100,
+)
 from jarvis_moe.engine.shapes import Shape
 
 BF16 = "c10::BFloat16"
@@ -37,6 +41,10 @@ def cost(s: Shape):
 
 
 # --- the distribution of active experts ------------------------------------------------
+
+
+def uniform_range(experts: int, topk: int, tokens: int, calls: int, level: float = LEVEL) -> tuple[int, int]:
+    return spread_range(active_distribution(experts, topk, tokens), calls, level)
 
 
 def brute_force(experts: int, topk: int, tokens: int) -> dict[int, float]:
@@ -116,18 +124,24 @@ def test_uniform_range_of_one_token_is_exactly_k():
 
 # --- evidence from durations ------------------------------------------------------------------
 
-NOISE, TAIL = 0.10, 1.5
+RULES = Rules(noise=0.10, tail=1.5, min_calls=10, min_bandwidth=0.2, anomaly_pct=110.0)
 
 
-def routed_counts(experts: int, topk: int, tokens: int, calls: int, rng: random.Random) -> list[int]:
-    """Experts hit per call when each token picks k of E uniformly."""
-    return [len(set().union(*(rng.sample(range(experts), topk) for _ in range(tokens)))) for _ in range(calls)]
+def routed_passes(experts: int, topk: int, tokens: int, block: int, calls: int, rng: random.Random,
+                  hot: int | None = None) -> list[int]:
+    """Weight passes per call when each token picks k of E (or of the first ``hot``) experts uniformly."""
+    pool = range(hot or experts)
+    out = []
+    for _ in range(calls):
+        rows = Counter(e for _ in range(tokens) for e in rng.sample(pool, topk))
+        out.append(sum(-(-n // block) for n in rows.values()))
+    return out
 
 
-def durations(c, counts: list[int], tbs: float) -> list[float]:
-    """Microseconds of each call: (A + n·W) / B."""
+def durations(c, passes: list[int], tbs: float) -> list[float]:
+    """Microseconds of each call: (A + P·W) / R."""
     fixed, weights = activation_bytes(c), expert_bytes(c, with_scales=True)
-    return [(fixed + n * weights) / (tbs * 1e6) for n in counts]
+    return [(fixed + n * weights) / (tbs * 1e6) for n in passes]
 
 
 def spread(times: list[float]) -> Durations:
@@ -135,9 +149,10 @@ def spread(times: list[float]) -> Durations:
                      statistics.pstdev(times))
 
 
-def judge(c, d: Durations, *, efficiency: float | None = None, noise: float = NOISE):
-    return evidence(c, d, memory_bound=True, peak_tbs=PEAK, noise=noise, tail=TAIL, efficiency=efficiency,
-                    over_pct=100.0)
+def judge(c, d: Durations, block: int, *, efficiency: float | None = None, rules: Rules = RULES,
+          tbs: float | None = None, memory_bound: bool = True):
+    return evidence(c, d, block, memory_bound=memory_bound, tbs=tbs, peak_tbs=PEAK, efficiency=efficiency,
+                    rules=rules)
 
 
 DECODE = shape(16, 4096, 1024, 64, 2)  # uniform routing hits about 25.5 of 64 experts
@@ -145,117 +160,115 @@ MIXTRAL = shape(32, 4096, 14336, 8, 2)  # uniform routing hits all 8 experts in 
 
 
 def test_uniform_routing_is_not_flagged():
+    # 16 tokens, 16-row blocks: one pass per active expert, about 25.5 of 64 per call.
     c = cost(DECODE)
-    counts = routed_counts(64, 2, 16, 100, random.Random(7))
-    ev = judge(c, spread(durations(c, counts, 0.8 * PEAK)))
-    assert ev.direction is None and ev.corrected_efficiency is None and ev.at_peak is False
-    assert (ev.uniform_low, ev.uniform_high) == uniform_range(64, 2, 16, 100)
-    # The fast calls read at least the fewest experts uniform routing gives.
-    assert ev.implied_low is not None and ev.implied_low >= min(counts)
-    assert ev.implied_high is not None and ev.implied_low <= ev.implied_high <= 32
+    passes = routed_passes(64, 2, 16, 16, 100, random.Random(7))
+    ev = judge(c, spread(durations(c, passes, 0.8 * PEAK)), 16)
+    assert ev.refused is None and ev.direction is None
+    assert ev.uniform_experts == ev.uniform_passes == uniform_range(64, 2, 16, 100)
+    assert ev.passes is not None and ev.passes[0] >= min(passes) - 1
 
 
-def test_routing_concentrated_on_three_experts_is_flagged():
-    # 80 calls routed uniformly, 20 with all tokens on the same 3 experts.
-    c = cost(DECODE)
-    counts = routed_counts(64, 2, 16, 80, random.Random(11)) + [3] * 20
-    ev = judge(c, spread(durations(c, counts, 0.8 * PEAK)))
+def test_three_hot_experts_read_as_six_passes_and_an_interval_holding_three():
+    # 60 uniform calls (8 passes) and 40 with every token on 3 hot experts: 64 rows, about 21
+    # per expert, two 16-row blocks each, 6 passes (the H200 ground truth's skewed calls).
+    c = cost(MIXTRAL)
+    rng = random.Random(11)
+    hot = routed_passes(8, 2, 32, 16, 40, rng, hot=3)
+    assert set(hot) <= {5, 6} and hot.count(6) > 30  # a hot expert rarely stays within one block
+    passes = routed_passes(8, 2, 32, 16, 60, rng) + hot
+    ev = judge(c, spread(durations(c, passes, 0.8 * PEAK)), 16)
     assert ev.direction == "fewer_experts"
-    assert ev.at_peak is False  # the median call is a uniformly routed one: the fast calls tell
-    assert ev.implied_low is not None and 1.5 <= ev.implied_low <= 6.0
-    assert ev.uniform_low is not None and ev.implied_low < ev.uniform_low
+    assert ev.passes is not None and ev.passes[0] == pytest.approx(min(hot), abs=0.5)
+    assert ev.experts is not None and ev.experts[0] <= 3 <= ev.experts[1]
     assert ev.bandwidth_tbs is not None and ev.bandwidth_tbs <= PEAK
-    assert ev.corrected_efficiency == pytest.approx(100.0 * ev.bandwidth_tbs / PEAK)
+    # The fastest call stands for the fast group; a few 5-pass calls pull the share estimate low.
+    assert 0.2 <= ev.fast_share <= 0.5
 
 
-def test_concentrated_calls_at_peak_bandwidth_imply_exactly_three_experts():
-    c = cost(DECODE)
-    counts = routed_counts(64, 2, 16, 80, random.Random(11)) + [3] * 20
-    ev = judge(c, spread(durations(c, counts, PEAK)))
-    assert (ev.direction, ev.bandwidth_source, ev.bandwidth_tbs) == ("fewer_experts", "peak", PEAK)
-    assert ev.implied_low == pytest.approx(3.0)
-    assert ev.corrected_efficiency == pytest.approx(100.0)
-
-
-def test_routing_concentrated_in_every_call_is_flagged_without_a_slow_end():
-    # All 100 calls read the same 3 experts at 80 % of peak: no spread to compare with,
-    # but even at the peak the median call cannot have read the ~17 uniform routing gives.
+def test_identical_calls_are_not_read_as_routing():
+    # Every call reads 3 experts: they take one time, at an efficiency far above the roofline of
+    # uniform routing's bytes. Nothing varies, so the durations say nothing about routing.
     c = cost(DECODE)
     t = durations(c, [3], 0.8 * PEAK)[0]
-    ev = judge(c, Durations(100, t, t, t, t, 0.0))
-    assert (ev.direction, ev.at_peak) == ("fewer_experts", True)
-    assert ev.uniform_low == uniform_range(64, 2, 16, 100)[0]
-    assert ev.uniform_low >= 15
+    ev = judge(c, Durations(100, t, t, t, t, 0.0), 64, efficiency=140.0)
+    assert (ev.refused, ev.direction) == ("identical_calls", None)
+    # A 9 % spread is within the 10 % noise floor: still identical.
+    ev = judge(c, Durations(100, t, t * 1.04, t * 1.09, t * 1.04, t * 0.02), 64)
+    assert ev.refused == "identical_calls"
+
+
+def test_an_anomaly_is_not_read_but_its_passes_are_kept_for_a_sibling():
+    c = cost(MIXTRAL)
+    passes = routed_passes(8, 2, 32, 16, 60, random.Random(5)) + [6] * 40
+    ev = judge(c, spread(durations(c, passes, 0.8 * PEAK)), 16, efficiency=112.0)
+    assert (ev.refused, ev.direction) == ("anomaly", None)
+    assert ev.passes is not None and ev.experts is not None
+
+
+def test_an_op_far_below_the_bandwidth_is_not_read():
+    # 0.5 TB/s of a 5.3 TB/s peak is under 20 %: its time does not follow its bytes.
+    c = cost(MIXTRAL)
+    passes = routed_passes(8, 2, 32, 16, 60, random.Random(5)) + [6] * 40
+    ev = judge(c, spread(durations(c, passes, 0.5)), 16, tbs=0.5)
+    assert (ev.refused, ev.passes, ev.direction) == ("low_bandwidth", None, None)
+    # 20 % and above is read.
+    assert judge(c, spread(durations(c, passes, 0.8 * PEAK)), 16, tbs=0.2 * PEAK).refused is None
+
+
+def test_few_calls_and_compute_bound_ops_are_not_read():
+    c = cost(MIXTRAL)
+    few = durations(c, [8, 8, 6, 8, 6, 8, 8, 8, 6], 0.8 * PEAK)
+    assert judge(c, spread(few), 16).refused == "few_calls"
+    ev = judge(c, Durations(32, 50.0, 100.0, 300.0, 110.0, 40.0), 16, memory_bound=False)
+    assert (ev.max_over_median, ev.min_over_median, ev.cov) == (3.0, 0.5, pytest.approx(40 / 110))
+    assert (ev.refused, ev.passes, ev.bandwidth_tbs) == ("compute_bound", None, None)
 
 
 def test_a_pure_slow_tail_is_flagged_as_such():
-    # Uniform routing (every call reads 8 experts), 2 of 100 calls take twice as long.
+    # Uniform routing (8 passes every call), 2 of 100 calls take three times as long: far beyond
+    # 1.5 × the 10 passes uniform routing gives at most over 100 calls.
     c = cost(MIXTRAL)
-    times = durations(c, routed_counts(8, 2, 32, 100, random.Random(3)), 0.8 * PEAK)
-    times = [2 * t if i % 50 == 0 else t for i, t in enumerate(times)]
-    ev = judge(c, spread(times))
-    assert ev.direction == "slow_tail" and ev.at_peak is False
-    assert ev.max_over_median == pytest.approx(2.0)
-    assert ev.implied_high == 8.0  # clamped to every expert
-    assert ev.corrected_efficiency is None
-
-
-def test_a_slow_tail_in_a_tenth_of_the_calls_is_not_concentrated_routing():
-    c = cost(MIXTRAL)
-    times = durations(c, routed_counts(8, 2, 32, 100, random.Random(3)), 0.8 * PEAK)
-    times = [2 * t if i % 10 == 0 else t for i, t in enumerate(times)]
-    assert judge(c, spread(times)).direction == "slow_tail"
+    passes = routed_passes(8, 2, 32, 16, 100, random.Random(3))
+    assert set(passes) == {8}
+    times = [3 * t if i % 50 == 0 else t for i, t in enumerate(durations(c, passes, 0.8 * PEAK))]
+    ev = judge(c, spread(times), 16)
+    assert ev.uniform_passes == (7, 10)
+    assert ev.direction == "slow_tail"
+    assert ev.max_over_median == pytest.approx(3.0)
 
 
 def test_measurement_noise_gives_the_fast_calls_the_benefit_of_the_doubt():
-    # Every call reads 8 experts at peak, except that the fastest looks like 6.5:
-    # below the 7 uniform routing gives over 100 calls, but not by more than 10 %.
+    # Every call makes 8 passes at the peak except the fastest, which looks like 6.5: below the 7
+    # uniform routing gives over 100 calls, but within 10 % noise.
     c = cost(MIXTRAL)
-    t8, t65 = durations(c, [8], PEAK)[0], (activation_bytes(c) + 6.5 * expert_bytes(c)) / (PEAK * 1e6)
+    t8 = durations(c, [8], PEAK)[0]
+    t65 = (activation_bytes(c) + 6.5 * expert_bytes(c)) / (PEAK * 1e6)
     d = Durations(100, t65, t8, t8, t8, 0.0)
-    assert uniform_range(8, 2, 32, 100) == (7, 8)
-    assert judge(c, d).direction is None
-    assert judge(c, d, noise=0.0).direction == "fewer_experts"
-    assert judge(c, d).implied_low == pytest.approx(6.5)
+    assert judge(c, d, 16).direction is None
+    assert judge(c, d, 16, rules=Rules(0.0, 1.5, 10, 0.2, 110.0)).direction == "fewer_experts"
 
 
-def test_over_100_percent_is_explained_when_top_k_experts_fit_the_mean_call():
-    # Every call reads 3 experts at peak: rated against uniform routing's 25.5 experts'
-    # weights the op looks far above its roofline; at peak the mean call reads 3 ≥ k = 2.
-    c = cost(DECODE)
-    t = durations(c, [3], PEAK)[0]
-    ev = judge(c, Durations(50, t, t, t, t, 0.0), efficiency=700.0)
-    assert ev.over_100_explained is True
-    assert ev.corrected_efficiency == pytest.approx(100.0 * ev.bandwidth_tbs / PEAK)
-
-
-def test_over_100_percent_faster_than_top_k_experts_is_not_explained():
-    # A mean call too short to read even one expert's weights at peak.
-    c = cost(DECODE)
-    t = durations(c, [1], PEAK)[0]
-    ev = judge(c, Durations(50, t, t, t, t, 0.0), efficiency=2500.0)
-    assert ev.over_100_explained is False
-    assert ev.direction == "fewer_experts"  # the fast calls still read fewer than uniform
-
-
-def test_the_fixture_spread_is_read_but_not_flagged():
-    # synthetic-mixtral-decode-bf16: 32 calls, min 952.6, median 1067.7, max 1444.8 µs.
-    c = cost(shape(16, 4096, 14336, 8, 2))
-    d = Durations(32, 952.6330000000307, 1067.702500000014, 1444.7669999999925, 1091.6360937499958,
-                  123.24746129881704)
-    ev = judge(c, d, efficiency=48.77)
-    assert (round(ev.max_over_median, 2), round(ev.min_over_median, 2), round(ev.cov, 2)) == (1.35, 0.89, 0.11)
-    assert ev.direction is None and ev.over_100_explained is None and ev.at_peak is False
-    assert (ev.uniform_low, ev.uniform_high) == (6, 8)
-    assert ev.bandwidth_source == "slow_calls" and ev.bandwidth_tbs < PEAK
-
-
-def test_compute_bound_ops_get_the_ratios_only():
+def test_corrected_efficiency_counts_each_experts_weights_once_by_hand():
+    # Two groups matching the mean: slow calls at 100 µs (the rate's slow end), fast at 60 µs,
+    # mean 84 µs → fast share (100 − 84) / (100 − 60) = 0.4. Bytes: 0.6 × uniform experts (8.0)
+    # + 0.4 × 3 experts' weights, plus the activations, over 84 µs at the peak.
     c = cost(MIXTRAL)
-    ev = evidence(c, Durations(32, 50.0, 100.0, 300.0, 110.0, 40.0), memory_bound=False, peak_tbs=PEAK,
-                  noise=NOISE, tail=TAIL, efficiency=None, over_pct=100.0)
-    assert (ev.max_over_median, ev.min_over_median, ev.cov) == (3.0, 0.5, pytest.approx(40 / 110))
-    assert ev.direction is None and ev.implied_low is None and ev.bandwidth_tbs is None and ev.at_peak is False
+    fixed, w = activation_bytes(c), expert_bytes(c)
+    d = Durations(20, 60.0, 100.0, 100.0, 84.0, 16.0)
+    found = judge(c, d, 16)
+    assert found.fast_share == pytest.approx(0.4)
+    uniform = expected_active_experts(8, 2, 32)
+    want = 100 * (fixed + w * (0.6 * uniform + 0.4 * 3)) / (84.0 * 1e6 * PEAK)
+    assert corrected_efficiency(c, d, found, 3, PEAK) == pytest.approx(want)
+
+
+def test_over_100_percent_needs_top_k_experts_to_fit_the_mean_call():
+    c = cost(DECODE)
+    t3 = durations(c, [3], PEAK)[0]
+    assert explains_over_100(c, Durations(50, t3, t3, t3, t3, 0.0), PEAK)
+    t1 = durations(c, [1], PEAK)[0]
+    assert not explains_over_100(c, Durations(50, t1, t1, t1, t1, 0.0), PEAK)
 
 
 @pytest.mark.parametrize(
@@ -264,14 +277,11 @@ def test_compute_bound_ops_get_the_ratios_only():
      Durations(32, None, 100.0, 200.0, 110.0, 10.0)],
 )
 def test_missing_statistics_give_no_judgement(d):
-    ev = judge(cost(MIXTRAL), d)
-    assert ev.direction is None and ev.implied_low is None and ev.uniform_low is None
-    if d.median is None or d.median == 0:
-        assert ev.max_over_median is None
+    ev = judge(cost(MIXTRAL), d, 16)
+    assert ev.refused == "no_timing" and ev.direction is None and ev.passes is None
 
 
 def test_no_cost_model_gives_the_ratios_only():
-    ev = evidence(None, Durations(10, 90.0, 100.0, 150.0, 100.0, 20.0), memory_bound=True, peak_tbs=PEAK,
-                  noise=NOISE, tail=TAIL, efficiency=None, over_pct=100.0)
+    ev = judge(None, Durations(10, 90.0, 100.0, 150.0, 100.0, 20.0), 16)
     assert (ev.max_over_median, ev.min_over_median, ev.cov) == (1.5, 0.9, 0.2)
-    assert ev.direction is None and ev.implied_low is None
+    assert ev.direction is None and ev.passes is None

@@ -70,11 +70,12 @@ class WeightFormat(Model):
 
 
 class RoutingEvidence(Model):
-    """The spread of call durations of one signature, read as routing evidence.
+    """The spread of call durations of one signature, read as weight passes and routing evidence.
 
-    ``max_over_median`` / ``cov`` / ``flagged`` keep their names; ``flagged``
-    means the spread is outside what uniform routing and measurement noise
-    explain, in either ``direction``.
+    ``flagged`` is the documented skew rule on the spread alone; ``direction``
+    is what the weight passes say, from the op's own calls or, for a stage
+    whose own durations are not read, from its sibling stage of the same
+    calls (``verdict_source``).
     """
 
     calls: int
@@ -82,12 +83,20 @@ class RoutingEvidence(Model):
     min_over_median: float | None
     cov: float | None
     flagged: bool
+    refused: Literal["compute_bound", "no_timing", "low_bandwidth", "few_calls", "identical_calls",
+                     "anomaly"] | None
     direction: Literal["fewer_experts", "slow_tail"] | None
+    verdict_source: Literal["own", "sibling"] | None
+    sibling_op_index: int | None
+    block_rows: int | None
+    implied_passes: Interval | None
+    uniform_passes: Interval | None
     implied_active_experts: Interval | None
     uniform_active_experts: Interval | None
     bandwidth_tbs: float | None
     bandwidth_source: Literal["peak", "slow_calls"] | None
     noise_pct: float | None
+    fast_calls_pct: float | None
     corrected_efficiency_percent: float | None
     over_100_explained: bool | None
 
@@ -260,7 +269,7 @@ class Lever(Model):
     when the trace cannot size it.
     """
 
-    kind: Literal["batching", "topk", "expert_parallel", "routing_balance", "fusion", "sibling_gap",
+    kind: Literal["batching", "topk", "expert_parallel", "routing_balance", "row_block", "fusion", "sibling_gap",
                   "fp8_compute", "fp8_weights", "padding", "roofline_gap"]
     op_indexes: list[int]
     value_from: float | None

@@ -17,7 +17,9 @@ from jarvis_moe.engine import impact
 from jarvis_moe.engine.figures import category_figures, op_figures
 from jarvis_moe.engine.load import Inputs
 from jarvis_moe.engine.moe_figures import Context
-from jarvis_moe.engine.operations import as_written, estimate_record, grouped_warnings, operation, prepare, report_rows
+from jarvis_moe.engine.operations import (
+    as_written, estimate_record, grouped_warnings, listed_moe, operation, prepare, report_rows,
+)
 from jarvis_moe.metrics import CategorySpecific, Finding, ImpactEstimate, MetricsOk
 
 _ESTIMATE_INPUT = ("name", "time_us", "time_ms", "efficiency", "is_anomaly", "bound", "library", "pct_total")
@@ -25,22 +27,15 @@ _RECORD_COLUMNS = ("idx", "name", "type", "estimate_method", "impact_score", "im
                    "impact_score_high", "efficiency", "bound", "library", "time_ms", "pct_total")
 
 
-def measurement_noise(figures: pl.DataFrame, options: Mapping[str, Any]) -> float:
-    """Relative spread of call durations that is not routing: (max − min) / median.
+def measurement_noise(options: Mapping[str, Any]) -> float:
+    """Relative spread of call durations that is not routing: the floor ``routing_noise_pct``.
 
-    Compute-bound MoE calls do the same matrix work whatever the routing, so
-    their spread is the noise the trace shows: the median over such ops
-    with enough calls, never below the option ``routing_noise_pct``.
+    Noise may only be estimated from calls whose work cannot differ by
+    routing. Every call of an MoE category's ops streams or computes what its
+    routing gives it (even a compute-bound call issues the padded rows of its
+    experts), so none qualifies, and the floor is stated as the noise.
     """
-    floor = float(options["routing_noise_pct"]) / 100.0
-    needed = ("Kernel Time (µs)_min", "Kernel Time (µs)_median", "Kernel Time (µs)_max")
-    if not all(c in figures.columns for c in needed):
-        return floor
-    spread = figures.filter(
-        (pl.col("bound") == "compute") & (pl.col("count") >= int(options["skew_min_count"]))
-        & (pl.col(needed[1]) > 0)
-    ).select(((pl.col(needed[2]) - pl.col(needed[0])) / pl.col(needed[1])).median()).item()
-    return max(floor, float(spread)) if spread is not None else floor
+    return float(options["routing_noise_pct"]) / 100.0
 
 
 def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping[str, Any],
@@ -63,11 +58,11 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping
     listed = list(range(min(figures.height, cap)))
     listed += sorted({i for g in groups for i in g["members"]} - set(listed))
     position = {idx: pos for pos, idx in enumerate(listed)}
-    ctx = Context(peak_tbs=meta.peak_hbm_bw_tbs, noise=measurement_noise(figures, options), options=options)
+    ctx = Context(peak_tbs=meta.peak_hbm_bw_tbs, noise=measurement_noise(options), options=options)
     max_chain = int(options["max_call_chain_ops"])
     items = prepare(report_rows(figures, inputs.frame, listed))
-    operations = [operation(item, scope=scope, ctx=ctx, with_call_chain=pos < max_chain)
-                  for pos, item in enumerate(items)]
+    operations = [operation(item, moe, scope=scope, with_call_chain=pos < max_chain)
+                  for pos, (item, moe) in enumerate(zip(items, listed_moe(items, ctx)))]
 
     # Records only for the estimates the JSON shows: a 100 000-row input has
     # as many estimates, and the JSON lists the capped head of them.

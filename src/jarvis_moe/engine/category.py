@@ -178,11 +178,7 @@ def levers(ops: list[Operation], pairs: list[Pipeline], meta: Metadata, e2e: flo
         assert moe is not None
         out.append(_lever("expert_parallel", weight_bound, None, e2e, value_from=moe.active_experts.expected,
                           value_to=moe.num_experts, unit="experts"))
-    for i in memory:
-        skew = ops[i].moe.skew  # type: ignore[union-attr]
-        if skew.flagged and skew.implied_active_experts is not None:
-            out.append(_lever("routing_balance", [i], None, e2e, value_from=skew.implied_active_experts.low,
-                              value_to=skew.implied_active_experts.high, unit="experts"))
+    out += _routing_levers(ops, memory, e2e)
     for pair in pairs:
         out.append(_lever("fusion", [pair.up_op_index, pair.down_op_index], pair.time_ms_at_peak, e2e,
                           value_from=pair.intermediate_bytes_per_call, unit="bytes per call"))
@@ -209,6 +205,44 @@ def levers(ops: list[Operation], pairs: list[Pipeline], meta: Metadata, e2e: flo
             out.append(_lever("fp8_weights", [i], ops[i].time_ms * 0.5 * share, e2e,
                               value_from=fmt.bits, value_to=8, unit="bits"))
     return sorted(out, key=lambda lv: -(lv.saving_ms or 0.0))
+
+
+def _routing_levers(ops: list[Operation], memory: list[int], e2e: float | None) -> list[Lever]:
+    """Routing balance, and a larger row block, for calls that route their tokens to fewer experts.
+
+    One routing lever per verdict (a stage and the sibling that shares it).
+    The re-read lever sizes the passes beyond one per expert the fast calls
+    make, at the rate the op streams at: (passes − experts) · one expert's
+    weight bytes / rate, over the fast share of the calls; at most the op's
+    time. A block that holds a hot expert's rows in one pass removes them:
+    the power of two at or above M·k / (the fewest experts), at most M.
+    """
+    out = []
+    for i in memory:
+        moe = ops[i].moe
+        assert moe is not None
+        skew = moe.skew
+        experts = skew.implied_active_experts
+        if skew.direction != "fewer_experts" or experts is None:
+            continue
+        if skew.verdict_source == "own":
+            pair = [i] + ([skew.sibling_op_index] if skew.sibling_op_index is not None else [])
+            out.append(_lever("routing_balance", pair, None, e2e, value_from=experts.low, value_to=experts.high,
+                              unit="experts"))
+        passes, rate, share = skew.implied_passes, skew.bandwidth_tbs, skew.fast_calls_pct
+        if passes is None or not rate or share is None or not moe.weight_bytes_per_call or not skew.block_rows:
+            continue
+        reread = passes.low - experts.low
+        if reread <= 0:
+            continue
+        one_expert = moe.weight_bytes_per_call / moe.active_experts.expected
+        saving = ops[i].count * share / 100 * reread * one_expert / (rate * 1e12) * 1e3
+        rows = -(-moe.num_tokens * moe.topk // int(experts.low))
+        block = min(1 << (rows - 1).bit_length(), moe.num_tokens)
+        if block > skew.block_rows:
+            out.append(_lever("row_block", [i], min(saving, ops[i].time_ms), e2e, value_from=skew.block_rows,
+                              value_to=block, unit="rows"))
+    return out
 
 
 def _sibling(ops: list[Operation], pair: Pipeline, e2e: float | None, ratio: float) -> list[Lever]:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from jarvis_moe.engine import moe_model
+from jarvis_moe.engine import routing_evidence as rev
 from jarvis_moe.engine.families import Family, activation_fused, block_from_kernels, block_from_launch
-from jarvis_moe.engine.routing_evidence import Durations, evidence
+from jarvis_moe.engine.routing_evidence import Durations, Evidence, Rules
 from jarvis_moe.engine.shapes import Shape
 from jarvis_moe.engine.weights import weight_format
 from jarvis_moe.metrics import ActiveExperts, Interval, MoeFigures, RoutingEvidence
@@ -26,6 +27,25 @@ class Context:
     peak_tbs: float
     noise: float  # relative measurement noise, see routing_evidence
     options: Mapping[str, Any]
+
+    def rules(self) -> Rules:
+        o = self.options
+        return Rules(noise=self.noise, tail=float(o["skew_max_over_median"]), min_calls=int(o["skew_min_count"]),
+                     min_bandwidth=float(o["routing_min_bandwidth_pct"]) / 100.0,
+                     anomaly_pct=float(o["anomaly_pct"]))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One op's MoE figures with what its routing verdict was read from, until siblings settle."""
+
+    figures: MoeFigures
+    cost: moe_model.Cost
+    durations: Durations
+    evidence: Evidence
+    implementation: str
+    peak_tbs: float
+    over_warn: bool  # its efficiency is above the warning line
 
 
 def rounded(value: float | None, places: int) -> float | None:
@@ -58,8 +78,56 @@ def block_rows(family: Family, shape: Shape, kernels: Sequence[str],
     return assumed_block(shape.num_tokens), "assumed"
 
 
+def _durations(row: Mapping[str, Any]) -> Durations:
+    return Durations(int(row["count"]), row.get("Kernel Time (µs)_min"), row.get("Kernel Time (µs)_median"),
+                     row.get("Kernel Time (µs)_max"), row.get("Kernel Time (µs)_mean"),
+                     row.get("Kernel Time (µs)_std"))
+
+
+def _interval(pair: tuple[float, float] | None, places: int | None = None) -> Interval | None:
+    if pair is None:
+        return None
+    return Interval(low=round(pair[0], places) if places else pair[0],
+                    high=round(pair[1], places) if places else pair[1])
+
+
+def skew_record(found: Evidence, calls: int, block: int, noise: float, opts: Mapping[str, Any],
+                corrected: float | None, explained: bool | None) -> RoutingEvidence:
+    """The routing evidence as the metrics hold it, rounded once."""
+    # Judged on the figures as the metrics show them, so a reader can check it.
+    spread, cov = rounded(found.max_over_median, 2), rounded(found.cov, 2)
+    flagged = calls >= int(opts["skew_min_count"]) and (
+        (spread or 0.0) >= float(opts["skew_max_over_median"]) or (cov or 0.0) >= float(opts["skew_cov"]))
+    read = found.passes is not None
+    return RoutingEvidence(
+        calls=calls, max_over_median=spread, min_over_median=rounded(found.min_over_median, 2), cov=cov,
+        flagged=flagged,
+        refused=found.refused, direction=found.direction,  # type: ignore[arg-type]
+        verdict_source="own" if found.refused is None else None, sibling_op_index=None,
+        block_rows=block if read else None, implied_passes=_interval(found.passes, 1),
+        uniform_passes=_interval(found.uniform_passes), implied_active_experts=_interval(found.experts),
+        uniform_active_experts=_interval(found.uniform_experts),
+        bandwidth_tbs=rounded(found.bandwidth_tbs, 2), bandwidth_source=found.bandwidth_source,  # type: ignore[arg-type]
+        noise_pct=round(noise * 100, 1) if read else None,
+        fast_calls_pct=rounded(None if found.fast_share is None else found.fast_share * 100, 1),
+        corrected_efficiency_percent=rounded(corrected, 1), over_100_explained=explained,
+    )
+
+
+def _verdict_figures(cost: moe_model.Cost, t: Durations, found: Evidence, direction: str | None,
+                     fast_experts: int | None, peak_tbs: float, over_warn: bool) -> tuple[float | None, bool | None]:
+    """(corrected efficiency, whether routing explains an efficiency above 100 %) under a verdict."""
+    corrected = None
+    if direction == "fewer_experts" and fast_experts is not None:
+        corrected = rev.corrected_efficiency(cost, t, found, fast_experts, peak_tbs)
+    explained = None
+    if over_warn:
+        explained = direction == "fewer_experts" and rev.explains_over_100(cost, t, peak_tbs)
+    return corrected, explained
+
+
 def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: Sequence[str],
-                dims: Sequence[Sequence[int]] | None, ctx: Context) -> MoeFigures | None:
+                dims: Sequence[Sequence[int]] | None, ctx: Context) -> Reading | None:
     """The MoE figures of one op, or None when its dtypes leave the bytes unknown."""
     rows, hidden = (shape.gemm_n, shape.gemm_k) if shape.gemm_n else (
         (shape.hidden_dim, shape.inter_dim) if shape.kind == "down" else (shape.up_rows, shape.hidden_dim))
@@ -86,18 +154,13 @@ def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: S
     elif peak_tflops and mean_us:
         padded = flops * waste / max(1e-9, 100.0 - waste)
         padding_time = padded / (peak_tflops * 1e6) / mean_us * 100.0
-    found = evidence(
-        cost,
-        Durations(int(row["count"]), row.get("Kernel Time (µs)_min"), row.get("Kernel Time (µs)_median"),
-                  row.get("Kernel Time (µs)_max"), row.get("Kernel Time (µs)_mean"),
-                  row.get("Kernel Time (µs)_std")),
-        memory_bound=bound == "memory", peak_tbs=ctx.peak_tbs, noise=ctx.noise,
-        tail=float(opts["skew_max_over_median"]), efficiency=eff, over_pct=float(opts["efficiency_warn_pct"]),
-    )
-    calls = int(row["count"])
-    # Spread needs enough calls to mean anything; the at-peak bound does not.
-    flagged = found.direction is not None and (calls >= int(opts["skew_min_count"]) or found.at_peak)
-    return MoeFigures(
+    t = _durations(row)
+    found = rev.evidence(cost, t, block, memory_bound=bound == "memory", tbs=row.get("tbs"), peak_tbs=ctx.peak_tbs,
+                         efficiency=eff, rules=ctx.rules())
+    over_warn = eff is not None and eff > float(opts["efficiency_warn_pct"])
+    corrected, explained = _verdict_figures(cost, t, found, found.direction,
+                                            found.experts[0] if found.experts else None, ctx.peak_tbs, over_warn)
+    figures = MoeFigures(
         num_tokens=shape.num_tokens, hidden_dim=shape.hidden_dim, inter_dim=shape.inter_dim,
         num_experts=shape.num_experts, topk=shape.topk, gated=shape.gated,
         input_dtype=shape.input_dtype, weight_dtype=shape.weight_dtype, shape_source=shape.source,
@@ -120,17 +183,54 @@ def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: S
         padding_waste_pct=round(waste, 1), padding_block_rows=block, padding_block_source=block_source,
         padding_time_pct=rounded(padding_time, 1),
         phase="decode" if shape.num_tokens <= int(opts["decode_max_tokens"]) else "prefill",
-        skew=RoutingEvidence(
-            calls=calls, max_over_median=rounded(found.max_over_median, 2),
-            min_over_median=rounded(found.min_over_median, 2), cov=rounded(found.cov, 2),
-            flagged=flagged, direction=found.direction if flagged else None,
-            implied_active_experts=(Interval(low=round(found.implied_low, 1), high=round(found.implied_high, 1))
-                                    if found.implied_low is not None and found.implied_high is not None else None),
-            uniform_active_experts=(Interval(low=found.uniform_low, high=found.uniform_high)
-                                    if found.uniform_low is not None and found.uniform_high is not None else None),
-            bandwidth_tbs=rounded(found.bandwidth_tbs, 2), bandwidth_source=found.bandwidth_source,
-            noise_pct=round(ctx.noise * 100, 1) if found.implied_low is not None else None,
-            corrected_efficiency_percent=rounded(found.corrected_efficiency, 1),
-            over_100_explained=found.over_100_explained,
-        ),
+        skew=skew_record(found, t.calls, block, ctx.noise, opts, corrected, explained),
     )
+    return Reading(figures, cost, t, found, family.implementation, ctx.peak_tbs, over_warn)
+
+
+def _pair_key(r: Reading) -> tuple:
+    f = r.figures
+    return (r.implementation, f.num_tokens, f.num_experts, f.topk, f.hidden_dim, r.durations.calls)
+
+
+def settle_verdicts(readings: list[Reading | None]) -> list[MoeFigures | None]:
+    """One routing verdict for the up and down stages of the same calls.
+
+    The stages run on the same calls, so they share the routing: the verdict
+    comes from the up stage when its own durations are read, else from the
+    down stage; the other stage takes it (``verdict_source: sibling``), with
+    its corrected efficiency counted at the expert interval it was given.
+    """
+    out = [r.figures if r is not None else None for r in readings]
+    for i, up in enumerate(readings):
+        if up is None or up.figures.kind != "up":
+            continue
+        j = next((j for j, d in enumerate(readings) if d is not None and d.figures.kind == "down"
+                  and _pair_key(d) == _pair_key(up)), None)
+        if j is None:
+            continue
+        own = [x for x in (i, j) if readings[x].evidence.refused is None]  # type: ignore[union-attr]
+        if not own:
+            continue
+        first, other = (own[0], j if own[0] == i else i)
+        if readings[other].evidence.refused == "compute_bound":  # type: ignore[union-attr]
+            continue  # routing does not change a compute-bound stage's bound
+        out[other] = _adopt(readings[other], readings[first], first)  # type: ignore[arg-type]
+        lead = out[first]
+        assert lead is not None
+        out[first] = lead.model_copy(update={"skew": lead.skew.model_copy(update={"sibling_op_index": other})})
+    return out
+
+
+def _adopt(r: Reading, lead: Reading, lead_index: int) -> MoeFigures:
+    """``r``'s figures carrying the verdict of its sibling ``lead``."""
+    verdict = lead.figures.skew
+    experts = verdict.implied_active_experts
+    corrected, explained = _verdict_figures(r.cost, r.durations, r.evidence, verdict.direction,
+                                            int(experts.low) if experts else None, r.peak_tbs, r.over_warn)
+    skew = r.figures.skew.model_copy(update={
+        "direction": verdict.direction, "verdict_source": "sibling", "sibling_op_index": lead_index,
+        "implied_active_experts": experts, "corrected_efficiency_percent": rounded(corrected, 1),
+        "over_100_explained": explained,
+    })
+    return r.figures.model_copy(update={"skew": skew})

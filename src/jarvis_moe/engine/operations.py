@@ -17,9 +17,9 @@ import polars as pl
 from jarvis_moe.engine import cells, trace_text
 from jarvis_moe.engine.families import BY_KEY, Family
 from jarvis_moe.engine.figures import COMPARATIVE, POSITION
-from jarvis_moe.engine.moe_figures import Context, moe_figures, rounded
+from jarvis_moe.engine.moe_figures import Context, moe_figures, rounded, settle_verdicts
 from jarvis_moe.engine.shapes import Shape, infer_shape, settle_siblings
-from jarvis_moe.metrics import Efficiency, Operation
+from jarvis_moe.metrics import Efficiency, MoeFigures, Operation
 
 # Cells of the input that listed ops show or parse.
 REPORT_CELLS = ("Input Dims", "Input type", "call_stack_full", "entry_point", "ex_UID")
@@ -92,15 +92,25 @@ def _as_cell(display: str) -> str:
     return "<br>".join(line.strip() for line in display.split("<br>")).strip()
 
 
-def operation(item: Listed, *, scope: str, ctx: Context, with_call_chain: bool) -> Operation:
+def _kernels(row: Mapping[str, Any]) -> list[str]:
+    return [k for k in row.get("kernels") or [] if trace_text.display_text(k)]
+
+
+def listed_moe(items: list[Listed], ctx: Context) -> list[MoeFigures | None]:
+    """The MoE figures of every listed op, sibling stages sharing one routing verdict."""
+    return settle_verdicts([
+        moe_figures(item.family, item.shape, item.row, _kernels(item.row), item.dims, ctx)
+        if item.family is not None and item.shape is not None else None
+        for item in items
+    ])
+
+
+def operation(item: Listed, moe: MoeFigures | None, *, scope: str, with_call_chain: bool) -> Operation:
     """The typed record of one listed op."""
     row = item.row
-    kernels = [k for k in row.get("kernels") or [] if trace_text.display_text(k)]
+    kernels = _kernels(row)
     kernel_name, kernel_trunc = trace_text.kernel_name_display(kernels)
     chain = trace_text.module_chain(item.call_stack)
-    moe = None
-    if item.family is not None and item.shape is not None:
-        moe = moe_figures(item.family, item.shape, row, kernels, item.dims, ctx)
     warnings = op_warnings(item, scope, moe)
     op = Operation(
         name=row["name"], display_name=trace_text.display_text(row["name"]), count=int(row["count"]),

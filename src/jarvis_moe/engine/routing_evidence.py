@@ -1,48 +1,49 @@
-"""Routing evidence in the durations of identical-shape calls.
+"""Routing evidence in the durations of identical-shape calls, read as weight passes.
 
-A memory-bound MoE call streams the weights of the experts its tokens were
-routed to, so its duration is, to first order, activation bytes plus the
-active experts' weight bytes over the bandwidth it reaches. Calls of one
-signature run the same kernel on the same shapes; when routing concentrates
-tokens on few experts a call reads fewer weights and runs faster. The trace
-keeps the spread of those durations (min, median, max, mean, std): this
-module turns each end of it into the number of experts' weights it implies,
-and judges that against what uniform routing produces over as many calls.
+A memory-bound grouped-GEMM MoE call streams its experts' weights once per
+row block (see :mod:`~jarvis_moe.engine.passes`), so its duration is, to
+first order, activation bytes plus P passes of one expert's weights over
+the rate it streams at. Calls of one signature run the same kernel on the
+same shapes; the trace keeps the spread of their durations (min, median,
+max, mean, std). This module reads each end of that spread as passes at
+one streaming rate, judges the fastest calls against the passes uniform
+routing gives over as many calls, and turns passes into an interval of
+experts through the block model.
 
-Judgement: the fastest calls, given the benefit of measurement noise, read
-fewer experts than uniform routing gives over that many calls, or the median
-call does even at the peak bandwidth (``fewer_experts``: concentrated
-routing); or the slowest calls take longer
-than reading every expert would, beyond the tail tolerance (``slow_tail``:
-tokens piled on hot experts, or contention).
+Streaming rate R: the slow end of the typical spread makes the typical
+slow passes of uniform routing (its mean plus one standard deviation), at
+most the peak. That slow end is no later than the slowest call, than
+mean + std, or than the median call scaled from uniform routing's mean
+passes to those typical slow ones plus noise, so a few much slower calls
+(a first call, contention) cannot set the rate.
 
-Bandwidth assumption: every call of the signature streams at one rate B,
-taken as high as the data allows, which makes the implied counts of the fast
-calls upper bounds. B is the peak HBM bandwidth, or lower when the slow end
-of the typical spread would otherwise read more experts than uniform routing
-gives at most over that many calls: B = bytes(that count) / t_slow, with
-t_slow = min(max, mean + std, the median's time scaled to that count plus
-noise), so a few much slower calls (a tail) cannot set the rate.
+Judgement (``direction``): ``fewer_experts`` when the fastest calls, given
+the benefit of the noise, make fewer passes than uniform routing gives over
+that many calls (tokens concentrated on fewer experts); ``slow_tail`` when
+the slowest make more than the tail multiple of uniform routing's most
+(tokens piled on hot experts, or contention).
+
+Routing is not read (``refused``) from compute-bound ops (routing does not
+change the bound), from ops under a share of the bandwidth (their time does
+not follow their bytes), from too few calls, from calls that take the same
+time to within the noise (nothing varies), or from an anomaly (above the
+anomaly line: a measurement or peak question). Their figures are still
+computed, so a sibling stage of the same calls can lend its verdict.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from functools import lru_cache
 
-from jarvis_moe.engine.moe_model import Cost, active_bounds, activation_bytes, expert_bytes
+from jarvis_moe.engine import passes as P
+from jarvis_moe.engine.moe_model import Cost, activation_bytes, expected_active_experts, expert_bytes
 
 # Uniform routing's spread across calls is judged at this level on each side:
 # a count outside the range happens with probability under 1 in 1000. Real
 # routers fed balanced traffic still vary more than ideal uniform routing
-# (seen on an H200 trace: 7 of 8 experts in 2 of 12 calls), so the range
+# (seen on an H200 trace: 7 of 8 experts in 3 of 12 calls), so the range
 # errs wide.
 LEVEL = 0.001
-_PRUNE = 1e-18
-# Beyond this many tokens the exact distribution is replaced by a Poisson
-# count of experts left without a token (then rare and nearly independent).
-_EXACT_TOKENS = 1024
 
 
 @dataclass(frozen=True)
@@ -57,71 +58,15 @@ class Durations:
     std: float | None
 
 
-@lru_cache(maxsize=256)
-def active_distribution(experts: int, topk: int, tokens: int) -> tuple[tuple[int, float], ...]:
-    """P(X = j) for X the experts that receive a token, each token picking k of E uniformly.
+@dataclass(frozen=True)
+class Rules:
+    """The thresholds routing is read under (options, see docs/metrics.md)."""
 
-    Exact: a token adding r new experts when j are already hit is
-    hypergeometric, C(E − j, r)·C(j, k − r) / C(E, k); the distribution is
-    carried token by token with negligible states dropped.
-    """
-    if tokens > _EXACT_TOKENS:
-        return _poisson_distribution(experts, topk, tokens)
-    total = math.comb(experts, topk)
-    step: dict[int, list[tuple[int, float]]] = {}
-    dist = {0: 1.0}
-    for _ in range(tokens):
-        new: dict[int, float] = {}
-        for j, p in dist.items():
-            moves = step.get(j)
-            if moves is None:
-                moves = [(r, math.comb(experts - j, r) * math.comb(j, topk - r) / total)
-                         for r in range(0, min(topk, experts - j) + 1) if topk - r <= j]
-                step[j] = moves
-            for r, q in moves:
-                if q:
-                    new[j + r] = new.get(j + r, 0.0) + p * q
-        top = max(new.values())
-        dist = {j: p for j, p in new.items() if p >= _PRUNE * top}
-    mass = sum(dist.values())
-    return tuple(sorted((j, p / mass) for j, p in dist.items()))
-
-
-def _poisson_distribution(experts: int, topk: int, tokens: int) -> tuple[tuple[int, float], ...]:
-    lam = experts * (1 - topk / experts) ** tokens
-    out, u = [], 0
-    while u <= experts:
-        p = math.exp(-lam) * lam**u / math.factorial(u)
-        if p < _PRUNE and u > lam:
-            break
-        out.append((experts - u, p))
-        u += 1
-    mass = sum(p for _, p in out)
-    return tuple(sorted((j, p / mass) for j, p in out))
-
-
-def uniform_range(experts: int, topk: int, tokens: int, calls: int, level: float = LEVEL) -> tuple[int, int]:
-    """Active experts uniform routing gives over ``calls`` calls: (low, high).
-
-    low is the fewest experts the fastest of that many calls reads, except
-    with probability ``level``; high the most the slowest reads, likewise.
-    """
-    dist = active_distribution(experts, topk, tokens)
-    calls = max(1, calls)
-    low = high = dist[0][0]
-    below = 0.0  # P(X <= x)
-    for j, p in dist:
-        below += p
-        if 1 - (1 - min(below, 1.0)) ** calls > level:
-            low = j
-            break
-    above = 0.0  # P(X >= x)
-    for j, p in reversed(dist):
-        above += p
-        if 1 - (1 - min(above, 1.0)) ** calls > level:
-            high = j
-            break
-    return low, high
+    noise: float  # relative measurement noise, 0.10 = 10 %
+    tail: float  # slowest calls beyond this multiple of uniform routing's most passes: a tail
+    min_calls: int
+    min_bandwidth: float  # fraction of the peak bandwidth under which durations are not read
+    anomaly_pct: float
 
 
 @dataclass(frozen=True)
@@ -129,79 +74,116 @@ class Evidence:
     max_over_median: float | None
     min_over_median: float | None
     cov: float | None
-    implied_low: float | None  # experts the fastest calls read (at most)
-    implied_high: float | None  # experts the slowest calls read
-    uniform_low: int | None
-    uniform_high: int | None
+    refused: str | None
+    direction: str | None  # "fewer_experts", "slow_tail" or None
+    passes: tuple[float, float] | None  # the fastest and the slowest calls
+    passes_fast_high: float | None  # the fastest calls given the benefit of the noise
+    uniform_passes: tuple[int, int] | None
+    experts: tuple[int, int] | None  # what the fastest calls' passes allow, through the block model
+    uniform_experts: tuple[int, int] | None
     bandwidth_tbs: float | None
     bandwidth_source: str | None
-    direction: str | None  # "fewer_experts", "slow_tail" or None
-    at_peak: bool  # the median call read fewer than uniform routing gives even at the peak
-    corrected_efficiency: float | None
-    over_100_explained: bool | None
+    fast_share: float | None  # share of calls at the fast end, from the mean
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b and b > 0 else None
 
 
-def evidence(cost: Cost | None, t: Durations, *, memory_bound: bool, peak_tbs: float,
-             noise: float, tail: float, efficiency: float | None, over_pct: float) -> Evidence:
-    """Read the duration spread of one signature (see the module docstring).
+def refusal(t: Durations, *, memory_bound: bool, tbs: float | None, peak_tbs: float,
+            efficiency: float | None, rules: Rules) -> str | None:
+    """Why this op's own durations are not read as routing, or None when they are."""
+    if not memory_bound:
+        return "compute_bound"
+    if None in (t.min, t.max, t.median) or not t.median:
+        return "no_timing"
+    if tbs is not None and tbs < rules.min_bandwidth * peak_tbs:
+        return "low_bandwidth"
+    assert t.min is not None and t.max is not None
+    if (t.max - t.min) / t.median <= rules.noise:
+        return "identical_calls"
+    if t.calls < rules.min_calls:
+        return "few_calls"
+    if efficiency is not None and efficiency > rules.anomaly_pct:
+        return "anomaly"
+    return None
 
-    :param noise: relative measurement noise (0.05 = 5 %): the fastest call is
-        judged at ``(1 + noise)`` times its duration against the fewest
-        experts uniform routing gives over as many calls.
-    :param tail: the slowest call is a tail beyond routing when it implies
-        more than ``tail`` times every expert (e.g. 1.5).
-    :param over_pct: efficiency above which an op needs its > 100 % explained.
-    """
-    plain = Evidence(_ratio(t.max, t.median), _ratio(t.min, t.median), _ratio(t.std, t.mean),
-                     None, None, None, None, None, None, None, False, None, None)
-    if not memory_bound or cost is None or None in (t.min, t.max, t.median) or not t.median:
+
+def _slow_time(t: Durations, noise: float, bytes_typical: float, bytes_slow: float) -> float:
+    """The slow end of the typical spread (see the module docstring)."""
+    assert t.max is not None and t.median is not None
+    slow = min(t.max, t.median * (1 + noise) * bytes_slow / bytes_typical)
+    if t.mean is not None and t.std is not None:
+        slow = min(slow, t.mean + t.std)
+    return max(slow, t.median)
+
+
+def evidence(cost: Cost | None, t: Durations, block: int, *, memory_bound: bool, tbs: float | None,
+             peak_tbs: float, efficiency: float | None, rules: Rules) -> Evidence:
+    """Read the duration spread of one signature (see the module docstring)."""
+    refused = refusal(t, memory_bound=memory_bound, tbs=tbs, peak_tbs=peak_tbs, efficiency=efficiency,
+                      rules=rules)
+    plain = Evidence(_ratio(t.max, t.median), _ratio(t.min, t.median), _ratio(t.std, t.mean), refused,
+                     None, None, None, None, None, None, None, None, None)
+    if refused in ("compute_bound", "no_timing", "low_bandwidth") or cost is None:
         return plain
     assert t.min is not None and t.max is not None and t.median is not None
-    shape = cost.shape
+    s = cost.shape
     fixed, weights = activation_bytes(cost), expert_bytes(cost, with_scales=True)
     if weights <= 0:
         return plain
-    n_hi = min(shape.num_experts, shape.num_tokens * shape.topk)
-    low_u, high_u = uniform_range(shape.num_experts, shape.topk, shape.num_tokens, t.calls)
-    # The slow end of the typical spread: no later than mean + std, and no
-    # later than the median call would take reading uniform routing's most
-    # experts (with noise), so a few much slower calls cannot set the rate.
-    _, expected, _ = active_bounds(shape)
-    typical_max = t.median * (1 + noise) * (fixed + high_u * weights) / (fixed + expected * weights)
-    slow = min(t.max, typical_max)
-    if t.mean is not None and t.std is not None:
-        slow = min(slow, t.mean + t.std)
-    slow = max(slow, t.median)
-    cap = (fixed + high_u * weights) / (slow * 1e6)  # TB/s
+    dist = P.pass_distribution(s.num_experts, s.topk, s.num_tokens, block)
+    low_p, high_p = P.spread_range(dist, t.calls, LEVEL)
+    mean_p, sd_p = P.mean_and_sd(dist)
+    typical = min(float(high_p), mean_p + sd_p)
+    slow = _slow_time(t, rules.noise, fixed + mean_p * weights, fixed + typical * weights)
+    cap = (fixed + typical * weights) / (slow * 1e6)  # TB/s
     rate, source = (peak_tbs, "peak") if peak_tbs <= cap else (cap, "slow_calls")
 
-    def implied(us: float, tbs: float = rate) -> float:
-        return (us * 1e6 * tbs - fixed) / weights
+    def implied(us: float) -> float:
+        return (us * 1e6 * rate - fixed) / weights
 
-    def clamp(n: float) -> float:
-        return min(max(n, float(shape.topk)), float(n_hi))
-
+    fast, fast_high, slowest = implied(t.min), implied(t.min * (1 + rules.noise)), implied(t.max)
     direction = None
-    # The typical call even at the peak (a physical bound, whatever the
-    # number of calls; when every call is concentrated there is no slow end
-    # to compare), or the fastest calls at the shared rate.
-    at_peak = implied(t.median * (1 + noise / 2), peak_tbs) < low_u
-    if at_peak or implied(t.min * (1 + noise)) < low_u:
-        direction = "fewer_experts"
-    elif implied(t.max) > n_hi * max(tail, 1 + noise):
-        direction = "slow_tail"
-    corrected = None
-    explained = None
-    if efficiency is not None and efficiency > over_pct and t.mean:
-        # At peak bandwidth the mean call moved at most this many experts'
-        # weights: at least top-k means routing can explain the excess.
-        explained = implied(t.mean, peak_tbs) >= shape.topk
-    if direction == "fewer_experts" or explained:
-        corrected = 100.0 * rate / peak_tbs
-    return Evidence(plain.max_over_median, plain.min_over_median, plain.cov,
-                    clamp(implied(t.min)), clamp(implied(t.max)), low_u, high_u, rate, source,
-                    direction, at_peak, corrected, explained)
+    if refused is None:
+        if fast_high < low_p:
+            direction = "fewer_experts"
+        elif slowest > high_p * max(rules.tail, 1 + rules.noise):
+            direction = "slow_tail"
+    share = None
+    if t.mean is not None and slow > t.min:
+        share = min(1.0, max(0.0, (slow - t.mean) / (slow - t.min)))
+    return Evidence(
+        plain.max_over_median, plain.min_over_median, plain.cov, refused, direction, (fast, slowest), fast_high,
+        (low_p, high_p), P.expert_interval(fast, fast_high, s.num_experts, s.num_tokens, s.topk, block),
+        P.spread_range(P.active_distribution(s.num_experts, s.topk, s.num_tokens), t.calls, LEVEL),
+        rate, source, share,
+    )
+
+
+def corrected_efficiency(cost: Cost, t: Durations, found: Evidence, fast_experts: int,
+                         peak_tbs: float) -> float | None:
+    """% of the peak bandwidth the calls reach, counting the experts they really read.
+
+    The calls are taken as two groups that match the mean duration: the
+    fast share reads ``fast_experts`` experts' weights (the fewest its
+    passes allow), the rest the experts of uniform routing. Each expert's
+    weights count once, as the roofline counts bytes: passes beyond them
+    are re-reads the kernel could avoid.
+    """
+    if found.fast_share is None or t.mean is None or not t.mean or peak_tbs <= 0:
+        return None
+    s = cost.shape
+    fixed, weights = activation_bytes(cost), expert_bytes(cost)
+    uniform = expected_active_experts(s.num_experts, s.topk, s.num_tokens)
+    share = found.fast_share
+    moved = fixed + weights * ((1 - share) * uniform + share * fast_experts)
+    return 100.0 * moved / (t.mean * 1e6 * peak_tbs)
+
+
+def explains_over_100(cost: Cost, t: Durations, peak_tbs: float) -> bool:
+    """At the peak bandwidth the mean call could still have read at least k experts' weights."""
+    if t.mean is None:
+        return False
+    reach = (t.mean * 1e6 * peak_tbs - activation_bytes(cost)) / expert_bytes(cost, with_scales=True)
+    return reach >= cost.shape.topk

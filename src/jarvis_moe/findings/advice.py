@@ -18,9 +18,10 @@ from jarvis_moe.findings.text import code, joined, num, pct, peak, tokens, value
 from jarvis_moe.metrics import Lever, MetricsOk, Operation
 
 PATH_A = ("batching", "topk", "expert_parallel", "routing_balance", "fusion")
-PATH_B = ("sibling_gap", "fp8_compute", "fp8_weights", "padding")
+PATH_B = ("sibling_gap", "row_block", "fp8_compute", "fp8_weights", "padding")
 SMALL_NAMES = {"topk": "halving top-k", "fusion": "fusing the pipeline", "sibling_gap": "matching the sibling stage",
-               "fp8_compute": "FP8 compute", "fp8_weights": "8-bit weights", "padding": "removing padding"}
+               "fp8_compute": "FP8 compute", "fp8_weights": "8-bit weights", "padding": "removing padding",
+               "row_block": "a larger row block"}
 BLOCK_SOURCES = {"kernel_name": "from the kernel name", "launch_args": "from the launch arguments",
                  "documented_default": "the implementation's default", "assumed": "assumed"}
 
@@ -159,10 +160,18 @@ def _padding(m: MetricsOk, levers: list[Lever]) -> str:
             f"{_total(levers)}.")
 
 
+def _row_block(m: MetricsOk, levers: list[Lever]) -> str:
+    lever = levers[0]
+    return (f"Row block: the fast calls of {_refs(m, levers)} stream their hot experts' weights once per "
+            f"{value(lever.value_from)}-row block, more than once per expert (see Routing and Load Balance). A "
+            f"{value(lever.value_to)}-row block when experts are hot holds each one's rows in one pass: "
+            f"{_total(levers)}.")
+
+
 RENDER: dict[str, Callable[[MetricsOk, list[Lever]], str]] = {
     "batching": _batching, "topk": _topk, "expert_parallel": _parallel, "routing_balance": _routing,
     "fusion": _fusion, "sibling_gap": _sibling, "fp8_compute": _fp8_compute, "fp8_weights": _fp8_weights,
-    "padding": _padding,
+    "padding": _padding, "row_block": _row_block,
 }
 
 

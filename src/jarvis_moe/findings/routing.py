@@ -42,42 +42,99 @@ def _shape_line(m: MetricsOk, ops: list[Operation]) -> str:
             f"{active_text} active per call, serving {tokens(moe.tokens_per_active_expert)} each on average.")
 
 
+REFUSALS = {
+    "no_timing": "the trace has no per-call spread for it",
+    "few_calls": "too few calls to judge a spread",
+    "identical_calls": "its calls take the same time to within the noise, so their durations carry no routing",
+    "anomaly": ("its efficiency is above the anomaly line, a measurement or peak question before a routing "
+                "one"),
+    "low_bandwidth": "it streams far below the bandwidth, so its time does not follow its bytes",
+}
+
+
+VERDICTS = {"fewer_experts": "some calls route their tokens to fewer experts",
+            "slow_tail": "a slow tail beyond what routing gives"}
+
+
+def _spread(skew) -> str:
+    flag = "at or above the skew thresholds" if skew.flagged else "below the skew thresholds"
+    return (f"{skew.calls} calls from {num(skew.min_over_median)}× to {num(skew.max_over_median)}× the median, "
+            f"cov {num(skew.cov)} ({flag})")
+
+
+def _passes_text(moe: MoeFigures) -> str:
+    skew = moe.skew
+    passes, uniform = skew.implied_passes, skew.uniform_passes
+    assert passes is not None and uniform is not None
+    basis = ("the peak" if skew.bandwidth_source == "peak" else
+             "the rate at which the slower calls make the passes uniform routing typically gives")
+    uniform_text = (f"{value(uniform.low)}–{value(uniform.high)}" if uniform.low != uniform.high
+                    else value(uniform.high))
+    return (f"read as passes over one expert's weights at one streaming rate ({num(skew.bandwidth_tbs)} TB/s, "
+            f"{basis}), the fastest calls make about {value(passes.low)} passes and the slowest "
+            f"{value(passes.high)}; uniform routing with {value(skew.block_rows)}-row blocks makes "
+            f"{uniform_text} over {skew.calls} calls, with {value(skew.noise_pct)}% noise allowed (the floor: no "
+            "call of an MoE op has work that routing cannot change)")
+
+
+def _experts_text(m: MetricsOk, op: Operation, whose: str = "those passes") -> str:
+    moe = op.moe
+    assert moe is not None
+    skew = moe.skew
+    experts = skew.implied_active_experts
+    assert experts is not None
+    span = value(experts.low) if experts.low == experts.high else f"{value(experts.low)}–{value(experts.high)}"
+    text = (f"Through the block model (top-{moe.topk}, {moe.num_tokens} tokens, {value(skew.block_rows)}-row "
+            f"blocks) {whose} are {span} of {moe.num_experts} experts: some calls route their tokens to "
+            "fewer experts, and a hot expert holding more rows than a block is streamed once per block.")
+    if skew.corrected_efficiency_percent is not None:
+        text += (f" Counting each expert's weights once, with {value(experts.low)} experts for the fast calls "
+                 f"(about {pct(skew.fast_calls_pct, 1)} of them), the op streams at least "
+                 f"{pct(skew.corrected_efficiency_percent, 1)} of the {peak(op.efficiency.resolved_peak_hbm_bw)} "
+                 "TB/s peak.")
+    return text
+
+
 def _evidence_line(m: MetricsOk, op: Operation) -> str | None:
     moe = op.moe
     assert moe is not None
     skew = moe.skew
     name = op_ref(m, op)
-    spread = (f"{skew.calls} calls from {num(skew.min_over_median)}× to {num(skew.max_over_median)}× "
-              "the median")
-    if skew.implied_active_experts is None or skew.uniform_active_experts is None:
+    if skew.refused == "compute_bound":
         return None
-    implied, uniform = skew.implied_active_experts, skew.uniform_active_experts
-    rate = num(skew.bandwidth_tbs)
-    basis = ("the peak" if skew.bandwidth_source == "peak" else
-             f"at which the slowest calls read the {value(uniform.high)} experts uniform routing gives at most")
-    uniform_text = (f"uniform routing reads {value(uniform.low)}–{value(uniform.high)} over {skew.calls} calls"
-                    if uniform.low != uniform.high else
-                    f"uniform routing reads all {value(uniform.high)} in every call")
     over = ""
     eff = op.efficiency.roofline_efficiency_percent
     if skew.over_100_explained:
-        over = (f" Its {pct(eff)} of roofline counts the weights of {value(moe.active_experts.expected)} experts per "
-                "call, more bytes than its time allows at the peak: the calls read fewer.")
-    if skew.flagged and skew.direction == "fewer_experts":
-        corrected = (f" Counted so, the op streams at {pct(skew.corrected_efficiency_percent, 1)} of the "
-                     f"{peak(op.efficiency.resolved_peak_hbm_bw)} TB/s peak."
-                     if skew.corrected_efficiency_percent is not None and skew.over_100_explained else "")
-        return (f"- {name}: {spread}.{over} If all calls streamed at one rate ({rate} TB/s, {basis}), the "
-                f"fastest read about {value(implied.low)} of {moe.num_experts} experts' weights and the "
-                f"slowest {value(implied.high)}; {uniform_text}, and {value(skew.noise_pct)}% noise does not "
-                f"close that gap: some calls route their tokens to fewer experts.{corrected}")
-    if skew.flagged and skew.direction == "slow_tail":
-        return (f"- {name}: {spread}. The slowest calls take longer than reading every expert's weights at the "
-                f"rate the others reach ({rate} TB/s): tokens piled on hot experts (several row blocks each) "
-                "or contention, not the number of experts.")
-    return (f"- {name}: {spread}, about {value(implied.low)}–{value(implied.high)} experts' weights at one "
-            f"streaming rate ({rate} TB/s); {uniform_text}: the spread fits uniform routing and "
-            f"{value(skew.noise_pct)}% noise.{over}")
+        over = (f" Its {pct(eff)} of roofline counts the weights of {value(moe.active_experts.expected)} experts "
+                "per call; the calls read fewer.")
+    if skew.verdict_source == "sibling" and skew.sibling_op_index is not None:
+        lead = m.operations[skew.sibling_op_index]
+        own = f"its own durations are not read ({REFUSALS.get(skew.refused or '', 'see the sibling')})"
+        if skew.refused is None:
+            own = "its own verdict is replaced by the sibling's"
+        verdict = VERDICTS.get(skew.direction or "", "the spread fits uniform routing")
+        head = (f"- {name}: {_spread(skew)}; it runs on the same calls as {op_ref(m, lead)}, so it shares that "
+                f"stage's verdict ({verdict}); {own}.{over}")
+        if skew.direction == "fewer_experts" and skew.implied_passes is not None:
+            return f"{head} Its own calls make {value(skew.implied_passes.low)}–{value(skew.implied_passes.high)} " \
+                   f"passes. {_experts_text(m, op, f'the passes of {op_ref(m, lead)}')}"
+        return head
+    if skew.refused is not None:
+        return f"- {name}: {_spread(skew)}; routing is not read from it: {REFUSALS[skew.refused]}.{over}"
+    if skew.implied_passes is None:
+        return None
+    if skew.direction == "fewer_experts":
+        return f"- {name}: {_spread(skew)}. {sentence_case(_passes_text(moe))}.{over} {_experts_text(m, op)}"
+    if skew.direction == "slow_tail":
+        return (f"- {name}: {_spread(skew)}. {sentence_case(_passes_text(moe))}: the slowest calls make more "
+                "passes than uniform routing allows, tokens piled on hot experts (several row blocks each) or "
+                "contention.")
+    return f"- {name}: {_spread(skew)}. {sentence_case(_passes_text(moe))}: the spread fits uniform routing.{over}"
+
+
+def sentence_case(text: str) -> str:
+    """A clause started as a sentence."""
+    return text[:1].upper() + text[1:]
 
 
 def _scales_line(m: MetricsOk, ops: list[Operation]) -> str | None:
