@@ -122,7 +122,6 @@ TEXT_CELLS = {
     "entry_point": st.one_of(st.just("Not found"), st.text(max_size=20), tricky_text),
     "call_stack_full": stack_cell,
     "ex_UID": st.one_of(st.integers(0, 10**6).map(str), st.text(max_size=5)),
-    "has_perf_model": st.sampled_from(["True", "False", "", "maybe"]),
 }
 assert set(TEXT_CELLS) == set(TEXT_COLUMNS)
 

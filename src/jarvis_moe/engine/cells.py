@@ -26,7 +26,7 @@ from __future__ import annotations
 import ast
 import re
 from itertools import accumulate
-from typing import Any
+from typing import Any, Callable
 
 import polars as pl
 
@@ -176,8 +176,8 @@ _DETAIL_NAME = r"['\"]name['\"]\s*:\s*(?:'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*
 
 
 def text_column(frame: pl.DataFrame, column: str) -> pl.Expr:
-    """The text column, or a null literal when the CSV lacks it."""
-    return pl.col(column) if column in frame.columns else pl.lit(None, dtype=pl.String)
+    """The text column (a categorical as its text), or a null literal when the CSV lacks it."""
+    return pl.col(column).cast(pl.String) if column in frame.columns else pl.lit(None, dtype=pl.String)
 
 
 def _unquote(expr: pl.Expr) -> pl.Expr:
@@ -224,6 +224,7 @@ def perf_facts(frame: pl.DataFrame, keys: tuple[str, ...] | None = None) -> list
 
 TYPE_CELLS = ("Input type",)
 KERNEL_CELLS = ("call_stack_full", "kernel_details_summary")
+STACK_CELLS = ("call_stack_full",)
 
 
 def type_facts(frame: pl.DataFrame) -> list[pl.Expr]:
@@ -235,19 +236,62 @@ def type_facts(frame: pl.DataFrame) -> list[pl.Expr]:
     ).alias("input_types")]
 
 
+def stack_kernels(frame: pl.DataFrame) -> pl.Expr:
+    """The last frame of each stack of ``call_stack_full``, blanks included."""
+    last_frames = text_column(frame, "call_stack_full").str.extract_all(_LAST_FRAME)
+    return last_frames.list.eval(_unquote(pl.element().str.replace(r"\s*\]$", "")))
+
+
+def detail_kernels(frame: pl.DataFrame) -> pl.Expr:
+    """The kernel names of ``kernel_details_summary``, blanks included."""
+    details = text_column(frame, "kernel_details_summary").str.extract_all(_DETAIL_NAME)
+    return details.list.eval(_unquote(pl.element().str.replace(r"^['\"]name['\"]\s*:\s*", "")))
+
+
+def details_cut_to_names(cell: pl.Expr) -> pl.Expr:
+    """A ``kernel_details_summary`` cell cut to its kernel names: ``[{'name': 'a'}, {'name': 'b'}]``.
+
+    Each ``'name': ...`` entry is kept as written, so :func:`detail_kernels`
+    reads the same names from the cut cell as from the whole one, and the
+    durations (which make every row's cell different) are gone.
+    """
+    entries = cell.str.extract_all(_DETAIL_NAME).list.join("}, {")
+    return pl.concat_str([pl.lit("[{"), entries, pl.lit("}]")])
+
+
+# Hash of each whole kernel-details cell, kept while the rows are checked for
+# exact repeats: rows that differ only in that cell are not repeats.
+DETAILS_HASH = "__details_hash"
+
+
+def details_cutter(column: str, max_bytes: int) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """For each block of rows as it is read: ``column``'s cells cut to their names, ``DETAILS_HASH`` added.
+
+    A cell over ``max_bytes`` stays whole, for the reader to judge as it
+    judges any other over-long cell.
+    """
+    cell = pl.col(column)
+
+    def cut(part: pl.DataFrame) -> pl.DataFrame:
+        return part.with_columns(
+            cell.hash().alias(DETAILS_HASH),
+            pl.when(cell.str.len_bytes() > max_bytes).then(cell).otherwise(details_cut_to_names(cell))
+            .alias(column),
+        )
+
+    return cut
+
+
+def named(kernels: pl.Expr) -> pl.Expr:
+    """The kernel names that are not blank."""
+    return kernels.list.eval(pl.element().filter(pl.element().str.strip_chars() != ""))
+
+
 def kernel_facts(frame: pl.DataFrame) -> list[pl.Expr]:
     """``kernels``: the last frame of each call stack, else the names of the kernel details."""
-    last_frames = text_column(frame, "call_stack_full").str.extract_all(_LAST_FRAME)
-    from_stack = last_frames.list.eval(_unquote(pl.element().str.replace(r"\s*\]$", "")))
-    details = text_column(frame, "kernel_details_summary").str.extract_all(_DETAIL_NAME)
-    from_details = details.list.eval(
-        _unquote(pl.element().str.replace(r"^['\"]name['\"]\s*:\s*", ""))
-    )
-    return [
-        pl.when(from_stack.list.len() > 0).then(from_stack)
-        .otherwise(from_details).list.eval(pl.element().filter(pl.element().str.strip_chars() != ""))
-        .alias("kernels")
-    ]
+    from_stack = stack_kernels(frame)
+    return [named(pl.when(from_stack.list.len() > 0).then(from_stack).otherwise(detail_kernels(frame)))
+            .alias("kernels")]
 
 
 def dims_tokens(frame: pl.DataFrame) -> pl.Expr:
@@ -273,8 +317,9 @@ def with_distinct_facts(
 
     The ops of a trace share a few call stacks and dtype lists over thousands
     of shapes, so the regex passes run over the distinct cells only. Rows are
-    matched through dense ranks of the cells (exact integer ids), not by
-    joining on the long strings, which would hash and copy them. The
+    matched through exact integer ids of the cells (a categorical's codes,
+    else dense ranks), not by joining on the long strings, which would hash
+    and copy them. The
     ``keep`` columns are part of the key and stay; the ``cells`` of ``df``
     are dropped after. ``facts`` read the key columns and the columns of
     ``first``, which are computed before them and not kept (a parsed list
@@ -285,9 +330,16 @@ def with_distinct_facts(
     if not keys:
         return df.with_columns(facts)
     ids = [f"__id_{i}" for i in range(len(keys))]
-    df = df.with_columns(pl.col(c).rank("dense").alias(i) for c, i in zip(keys, ids))
+    df = df.with_columns(_cell_id(df, c).alias(i) for c, i in zip(keys, ids))
     distinct = df.select(*ids, *keys).unique(subset=ids, keep="first")
     if first:
         distinct = distinct.with_columns(first)
     distinct = distinct.with_columns(facts).drop(*keys, *(e.meta.output_name() for e in first or ()))
     return df.join(distinct, on=ids, how="left", nulls_equal=True, maintain_order="left").drop(*present, *ids)
+
+
+def _cell_id(df: pl.DataFrame, column: str) -> pl.Expr:
+    """An exact integer id of each cell: a categorical's code, else the dense rank of the text."""
+    if df.schema[column] == pl.Categorical:
+        return pl.col(column).to_physical()
+    return pl.col(column).rank("dense")

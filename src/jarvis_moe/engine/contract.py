@@ -61,9 +61,12 @@ TEXT_COLUMNS = (
     "entry_point",
     "call_stack_full",
     "ex_UID",
-    "has_perf_model",
 )
 KNOWN_COLUMNS = FLOAT_COLUMNS + TEXT_COLUMNS
+# Text a trace repeats over thousands of signatures (a few call stacks, dtype
+# lists and specs): read as categoricals, each distinct cell stored once, its
+# code an exact id of the cell.
+REPEATED_TEXT_COLUMNS = ("Compute Spec", "Roofline Bound", "Input type", "entry_point", "call_stack_full")
 
 
 def canonical_column(raw: str) -> str:

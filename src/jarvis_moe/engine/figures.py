@@ -17,18 +17,20 @@ import polars as pl
 
 from jarvis_moe.engine import dtypes
 from jarvis_moe.engine.cells import (
-    KERNEL_CELLS,
+    STACK_CELLS,
     TYPE_CELLS,
+    detail_kernels,
     dims_tokens,
-    kernel_facts,
+    named,
     perf_facts,
+    stack_kernels,
     text_column,
     type_facts,
     with_distinct_facts,
 )
 from jarvis_moe.engine.contract import FLOAT_COLUMNS, TIME_SUM, Metadata
 from jarvis_moe.engine.families import BY_KEY, name_to_key
-from jarvis_moe.engine.libraries import library_expr
+from jarvis_moe.engine.libraries import library_expr, name_library
 
 COMPARATIVE = "comparative"
 # Column of the figures: the row's position in the frame they came from.
@@ -135,7 +137,7 @@ def op_figures(
     # dtype lists and call stacks over thousands of shapes), the first input
     # dtype and the family and library. The dtype and kernel lists themselves
     # are parsed for the listed ops only (operations.report_rows).
-    repeated = [c for c in (*TYPE_CELLS, *KERNEL_CELLS) if c in src.columns]
+    repeated = [c for c in (*TYPE_CELLS, *STACK_CELLS) if c in src.columns]
     lf = src.lazy().select(
         pl.int_range(pl.len(), dtype=pl.UInt32).alias(POSITION),
         pl.col("name"),
@@ -249,20 +251,34 @@ def _known(expr: pl.Expr) -> pl.Expr:
 def _with_family(f: pl.DataFrame, src: pl.DataFrame) -> pl.DataFrame:
     """Add ``family`` (the key of the op's MoE family, null when unknown) and ``library``.
 
-    A family's row names its library; other ops get the library rules, which
-    read the kernel names. Both run once per distinct (name, kernel cells):
-    a trace has a handful of those however many shapes it holds.
+    In two levels. Once per distinct (name, call stack), a trace has a
+    handful of those however many shapes it holds: the family, and the
+    library from the family's row, the op-name rules or the kernels of the
+    stack. Then, only for the rows still without a library (no family, no
+    name rule, a stack without kernel frames), the kernel names of
+    ``kernel_details_summary``, a cell that differs on every row.
     """
     names = name_to_key()
     libraries = {key: family.library for key, family in BY_KEY.items()}
-    family = pl.col("name").str.strip_chars().str.to_lowercase().replace_strict(
-        names, default=None, return_dtype=pl.String)
+    name = pl.col("name")
+    family = name.str.strip_chars().str.to_lowercase().replace_strict(names, default=None, return_dtype=pl.String)
+    from_stack = pl.col("_stack_kernels")
+    settled = (from_stack.list.len() > 0).fill_null(False) | name_library(name).is_not_null()
     library = pl.coalesce(
         family.replace_strict(libraries, default=None, return_dtype=pl.String),
-        library_expr(pl.col("name"), pl.col("kernels").list.join("\n")),
+        pl.when(settled).then(library_expr(name, named(from_stack).list.join("\n"))),
     )
-    return with_distinct_facts(f, KERNEL_CELLS, [family.alias("family"), library.alias("library")],
-                               keep=("name",), first=kernel_facts(src))
+    f = with_distinct_facts(f, STACK_CELLS, [family.alias("family"), library.alias("library")],
+                            keep=("name",), first=[stack_kernels(src).alias("_stack_kernels")])
+    open_rows = f.get_column("library").is_null()
+    if not open_rows.any():
+        return f
+    positions = f.filter(open_rows).get_column(POSITION)
+    details = src.select(name, detail_kernels(src).alias("_details")).gather(positions)
+    found = details.select(
+        positions, library_expr(name, named(pl.col("_details")).list.join("\n")).alias("_library"))
+    return f.join(found, on=POSITION, how="left", maintain_order="left").with_columns(
+        library=pl.coalesce("library", "_library")).drop("_library")
 
 
 def _efficiency_in_scope(f: pl.LazyFrame, base: pl.DataFrame, scope: str) -> pl.LazyFrame:

@@ -78,10 +78,14 @@ def _first_match(text: pl.Expr, rules: tuple[LibraryRule, ...]) -> pl.Expr:
     return out
 
 
+def name_library(name: pl.Expr) -> pl.Expr:
+    """The library of the first op-name rule that matches, else null."""
+    return _first_match(name, OP_NAME_LIBRARY_RULES)
+
+
 def library_expr(name: pl.Expr, kernels: pl.Expr) -> pl.Expr:
     """``Unknown`` unless an op-name rule, then a kernel-name rule, matches.
 
     :param kernels: the kernel names of the op joined by newlines.
     """
-    return pl.coalesce([_first_match(name, OP_NAME_LIBRARY_RULES),
-                        _first_match(kernels, KERNEL_LIBRARY_RULES), pl.lit("Unknown")])
+    return pl.coalesce([name_library(name), _first_match(kernels, KERNEL_LIBRARY_RULES), pl.lit("Unknown")])

@@ -23,10 +23,13 @@ from jarvis_moe.engine.contract import (
     KNOWN_COLUMNS,
     MAX_NUMBER,
     NON_NEGATIVE_COLUMNS,
+    REPEATED_TEXT_COLUMNS,
     REQUIRED_COLUMNS,
     TIME_SUM,
     canonical_column,
 )
+from jarvis_moe.engine.cells import DETAILS_HASH, details_cutter
+from jarvis_moe.engine.csv_blocks import read_blocks
 from jarvis_moe.errors import ContractError
 
 ROW = "__row"  # 1-based data row number in the CSV, kept for messages
@@ -36,6 +39,7 @@ HEADER_FIRST_BYTES = 1 << 16
 MAX_NAME_CHARS = 1000
 MAX_CELL_BYTES = 64 << 10
 HEADER_PROBE_BYTES = 1 << 20
+DETAILS = "kernel_details_summary"
 
 @dataclass(frozen=True)
 class CsvHeader:
@@ -68,7 +72,7 @@ def read_rows(path: Path, rel: str, header: CsvHeader, warnings: list[str]) -> p
     _warn_if_truncated(path, rel, len(header.cells), frame.height, warnings)
     frame = _bound_text_cells(frame, rel, warnings)
     frame = _type_columns(frame, rel, warnings)
-    return _drop_duplicate_rows(frame, warnings)
+    return _drop_duplicate_rows(frame, warnings).drop(DETAILS_HASH, strict=False)
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,8 @@ def _read_frame(
     """
     names = [f"column_{i + 1}" for i in range(len(header) + 1)]
     beyond = names[-1]
-    text_schema = {name: pl.String for name in names}
+    text_schema: dict[str, Any] = {name: pl.String for name in names}
+    text_schema.update({names[i]: pl.Categorical for i, name in selected.items() if name in REPEATED_TEXT_COLUMNS})
     typed_schema = dict(text_schema)
     typed_schema.update({names[i]: pl.Float64 for i, name in selected.items() if name in FLOAT_COLUMNS})
     options: dict[str, Any] = dict(
@@ -182,11 +187,13 @@ def _read_frame(
         row_index_name=ROW,
         row_index_offset=1,
     )
+    details = next((names[i] for i, name in selected.items() if name == DETAILS), None)
+    cut = details_cutter(details, MAX_CELL_BYTES) if details else None
     try:
         try:
-            frame = pl.read_csv(path, schema=typed_schema, **options)
+            frame = read_blocks(path, typed_schema, options, eol, cut)
         except pl.exceptions.ComputeError:
-            frame = pl.read_csv(path, schema=text_schema, **options)
+            frame = read_blocks(path, text_schema, options, eol, cut)
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         raise ContractError(rel, _describe_unreadable(path, exc)) from None
     extra = frame.get_column(beyond).is_not_null()
@@ -256,8 +263,9 @@ def _bound_text_cells(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.
     dtype list, call stack or kernel list comes near that size, and the
     outputs copy some of these cells.
     """
-    text = [c for c in frame.columns if c != ROW and frame.schema[c] == pl.String]
-    longest = frame.select(pl.col(c).str.len_bytes().max().alias(c) for c in text).row(0, named=True)
+    text = [c for c in frame.columns if c != ROW and frame.schema[c] in (pl.String, pl.Categorical)]
+    # A categorical's lengths are of its distinct cells: a repeated long cell is measured once.
+    longest = frame.select(_len_bytes(frame, c).max().alias(c) for c in text).row(0, named=True)
     updates = []
     for col in text:
         if (longest[col] or 0) <= (MAX_NAME_CHARS if col == "name" else MAX_CELL_BYTES):
@@ -268,8 +276,8 @@ def _bound_text_cells(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.
             fixed = pl.concat_str([pl.col(col).str.slice(0, MAX_NAME_CHARS), pl.lit("… [#"), tag, pl.lit("]")])
             what = f"longer than {MAX_NAME_CHARS} characters; cut there"
         else:
-            too_long = pl.col(col).str.len_bytes() > MAX_CELL_BYTES
-            fixed = pl.lit(None, pl.String)
+            too_long = _len_bytes(frame, col) > MAX_CELL_BYTES
+            fixed = pl.lit(None, frame.schema[col])
             what = f"longer than {MAX_CELL_BYTES >> 10} KiB; treated as unknown"
         rows = frame.filter(too_long).get_column(ROW)
         if rows.is_empty():
@@ -277,6 +285,11 @@ def _bound_text_cells(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.
         warnings.append(f"{rel}: {rows.len()} cell(s) of '{col}' are {what} (first at row {rows[0]})")
         updates.append(pl.when(too_long).then(fixed).otherwise(pl.col(col)).alias(col))
     return frame.with_columns(updates) if updates else frame
+
+
+def _len_bytes(frame: pl.DataFrame, col: str) -> pl.Expr:
+    """Bytes of each cell of a text or categorical column."""
+    return pl.col(col).cat.len_bytes() if frame.schema[col] == pl.Categorical else pl.col(col).str.len_bytes()
 
 
 def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.DataFrame:
@@ -287,9 +300,9 @@ def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.Data
     negative. Blank cells are missing, not bad (except in the time sum,
     which every row needs).
     """
-    # Blank once control characters are gone: such a name would show as nothing.
-    names = frame.get_column("name").str.replace_all(r"[\x00-\x1f\x7f]", "").str.strip_chars()
-    empty_name = names.is_null() | (names == "")
+    # Blank once control characters are gone (such a name would show as
+    # nothing): one anchored test, no copy of the names.
+    empty_name = frame.get_column("name").str.contains(r"^[\x00-\x1f\x7f\s]*$").fill_null(True)
     if empty_name.any():
         row = frame.filter(empty_name).get_column(ROW)[0]
         raise ContractError(rel, "the op name is empty (or only control characters)", f"row {row}, column 'name'")

@@ -1,0 +1,107 @@
+"""Reading the ops CSV in blocks gives what one read of the whole file gives.
+
+Blocks end at record ends, found by counting quotes; cells with quoted
+commas, doubled quotes and line breaks must never be cut. The kernel-details
+cells are cut to their kernel names as they are read, and the names read
+from the cut cell are those of the whole one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from csvbuild import write_output_dir
+from jarvis_moe.engine import cells
+from jarvis_moe.engine.contract import CategoryPaths
+from jarvis_moe.engine.csv_blocks import _record_end, read_blocks, record_blocks
+from jarvis_moe.engine.load import load_inputs
+from jarvis_moe.errors import ContractError
+
+OPTIONS = dict(has_header=False, skip_rows=1, row_index_name="__row", row_index_offset=1, raise_if_empty=False,
+               truncate_ragged_lines=True)
+cell_text = st.text(alphabet=st.sampled_from('ab,"\n\r x\'µ'), max_size=12)
+
+
+def _write(path: Path, rows: list[list[str]], eol: str = "\n") -> None:
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer, lineterminator=eol).writerows([["a", "b", "c"], *rows])
+    path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
+
+
+def test_the_record_end_is_the_last_line_end_outside_quotes():
+    # The last line break is inside the quoted "x\ny" (one quote before it), so the cut is after "1,2\n".
+    assert _record_end(b'1,2\n3,"x\ny', b"\n") == 4
+    assert _record_end(b'1,"a""b"\n2', b"\n") == 9  # a doubled quote keeps the count even
+    assert _record_end(b'1,"open\nstill', b"\n") == 0
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(cell_text, min_size=3, max_size=3), min_size=1, max_size=30),
+       block=st.integers(1, 64))
+def test_blocks_read_the_same_rows_as_one_read(tmp_path, rows, block):
+    path = tmp_path / "t.csv"
+    _write(path, rows)
+    schema = {"column_1": pl.String, "column_2": pl.Categorical, "column_3": pl.String}
+    whole = pl.read_csv(path, schema=schema, **OPTIONS)
+    assert b"".join(record_blocks(path, b"\n", block)) == path.read_bytes()
+    parts = read_blocks(path, schema, OPTIONS, block_bytes=block)
+    assert parts.to_dicts() == whole.to_dicts()
+    assert parts.schema == whole.schema
+
+
+def test_old_mac_line_ends_are_cut_at_carriage_returns(tmp_path):
+    path = tmp_path / "t.csv"
+    _write(path, [["1", "x\ry", "2"], ["3", "4", "5"]], eol="\r")
+    options = {**OPTIONS, "eol_char": "\r"}
+    parts = read_blocks(path, {f"column_{i}": pl.String for i in (1, 2, 3)}, options, eol="\r", block_bytes=3)
+    assert parts.get_column("column_2").to_list() == ["x\ry", "4"]
+    assert parts.get_column("__row").to_list() == [1, 2]
+
+
+def test_a_quote_never_closed_is_still_an_error(tmp_path):
+    # A categorical column would take the open cell in; the last block is read as plain text instead.
+    (tmp_path / "category_data").mkdir()
+    write_output_dir(tmp_path, [{"name": "vllm::fused_moe", "Kernel Time (µs)_sum": "1.0",
+                                 "call_stack_full": "['a', 'b']"}])
+    path = tmp_path / "category_data" / "moe_fused_ops.csv"
+    path.write_bytes(path.read_bytes().rstrip(b"\n")[:-4])
+    with pytest.raises(ContractError, match="a quoted cell is never closed"):
+        load_inputs(CategoryPaths(tmp_path, "moe_fused"))
+
+
+name_text = st.text(alphabet=st.sampled_from("ab_:'\"\\ ,{}"), max_size=10)
+
+
+@settings(max_examples=100, deadline=None)
+@given(names=st.lists(name_text, max_size=4), quote=st.sampled_from(["'", '"']))
+def test_names_read_from_the_cut_details_are_those_of_the_whole_cell(names, quote):
+    def entry(name: str) -> str:
+        escaped = name.replace("\\", "\\\\").replace(quote, "\\" + quote)
+        return (f"{{'name': {quote}{escaped}{quote}, 'stream': 7, 'count': 3, "
+                f"'mean_duration_us': np.float64(12.5)}}")
+
+    cell = "[" + ", ".join(entry(n) for n in names) + "]"
+    frame = pl.DataFrame({"kernel_details_summary": [cell, None]})
+    cut = frame.select(cells.details_cut_to_names(pl.col("kernel_details_summary")).alias("kernel_details_summary"))
+    whole = frame.select(cells.detail_kernels(frame)).to_series().to_list()
+    assert cut.select(cells.detail_kernels(cut)).to_series().to_list() == whole
+    assert whole[0] == names
+
+
+def test_rows_differing_only_in_their_kernel_durations_are_not_repeats(tmp_path):
+    row = {"name": "vllm::fused_moe", "Kernel Time (µs)_sum": "1.0", "ex_UID": "1",
+           "kernel_details_summary": "[{'name': 'k', 'mean_duration_us': 1.5}]"}
+    rows = [row, {**row, "kernel_details_summary": "[{'name': 'k', 'mean_duration_us': 2.5}]"}, dict(row)]
+    inputs = load_inputs(CategoryPaths(write_output_dir(tmp_path, rows), "moe_fused"))
+    assert inputs is not None
+    # Rows 1 and 3 are the same row; row 2 differs only in a duration of its kernel details.
+    assert inputs.frame.get_column("__row").to_list() == [1, 2]
+    assert inputs.frame.get_column("kernel_details_summary").to_list() == ["[{'name': 'k'}]"] * 2
+    assert cells.DETAILS_HASH not in inputs.frame.columns
