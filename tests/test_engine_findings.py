@@ -31,7 +31,7 @@ def test_members_with_the_same_name_and_time_show_their_own_args(tmp_path):
 
 def test_the_fp4_substitution_is_said_once_and_not_on_stderr(fixture_copy, capsys):
     from conftest import GPT_OSS_DECODE
-    from jarvis_moe.host.cli import main
+    from jarvis_host.cli import main
 
     out = fixture_copy(GPT_OSS_DECODE)
     assert main(["run", str(out), "--category", "moe_unfused"]) == 0

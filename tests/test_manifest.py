@@ -1,7 +1,7 @@
 """The plugin's manifest (plugin.toml), read by the plugin itself: validation,
 merged options, error messages, and agreement with the documentation.
 
-The host never reads it; the host's user config is tested in tests/host."""
+The host never reads it; the host's user config is tested in host/tests."""
 
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def test_default_options_are_a_fresh_copy_of_the_manifest_defaults():
 def test_reading_the_manifest_imports_neither_the_host_nor_the_engine():
     code = ("import sys, jarvis_moe.manifest as m; m.load_manifest(); "
             "print(sorted(n for n in sys.modules if n.split('.')[0] in ('polars', 'pydantic') "
-            "or n.startswith('jarvis_moe.host')))")
+            "or n.startswith('jarvis_host')))")
     env = {k: v for k, v in os.environ.items() if k not in ("JARVIS_LOAD_PLUGINS", "JARVIS_CONFIG")}
 
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,

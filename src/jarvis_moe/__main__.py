@@ -1,10 +1,11 @@
 """``python -m jarvis_moe``: the drop-in for the pipeline's per-category script.
 
 The pipeline calls one script per category with ``--output-dir``. This entry
-point takes the same arguments and runs the category through the bundled
-reference host's runner, with the same config handling and exit codes as
+point takes the same arguments and runs the category through the reference
+host's runner (the ``jarvis-host`` distribution, installed with
+``jarvis-moe[host]``), with the same config handling and exit codes as
 ``jarvis run``. The category is an explicit request, so it runs even when a
-config disables it.
+config disables it. The plugin itself (``jarvis_moe.plugin``) needs no host.
 """
 
 from __future__ import annotations
@@ -15,11 +16,19 @@ from pathlib import Path
 from typing import Sequence
 
 from jarvis_moe import __version__, plugin
-from jarvis_moe.host import exits
-from jarvis_moe.host.cli import EXIT_CODES_HELP, USER_ERRORS, UsageParser, add_config_option, add_scope_option
-from jarvis_moe.host.config import load_settings
-from jarvis_moe.host.plugins import PluginInfo, load_registry
-from jarvis_moe.host.runner import report, run_categories
+
+try:
+    from jarvis_host import exits
+    from jarvis_host.cli import EXIT_CODES_HELP, USER_ERRORS, UsageParser, add_config_option, add_scope_option
+    from jarvis_host.config import load_settings
+    from jarvis_host.plugins import PluginInfo, load_registry
+    from jarvis_host.runner import report, run_categories
+except ModuleNotFoundError as missing:
+    if not (missing.name or "").startswith("jarvis_host"):
+        raise
+    print("python -m jarvis_moe: error: this command runs through the reference host, which is not "
+          "installed: pip install 'jarvis-moe[host]'", file=sys.stderr)
+    raise SystemExit(4) from None  # the usage-error code of jarvis_host.exits
 
 DISTRIBUTION = "jarvis-moe"
 CATEGORIES = ("moe_fused", "moe_unfused")
@@ -51,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one MoE category as the pipeline's per-category script would.
 
     :param argv: arguments without the program name (default: ``sys.argv[1:]``).
-    :return: the exit code (see :mod:`jarvis_moe.host.exits`).
+    :return: the exit code (see :mod:`jarvis_host.exits`).
     """
     return exits.run_quietly(lambda: _main(argv), "jarvis-moe")
 

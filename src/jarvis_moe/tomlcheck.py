@@ -1,14 +1,14 @@
-"""Reading TOML files and checking their values, with messages that name file and key.
+"""Checking the TOML of the plugin's manifest, with messages that name file and key.
 
-Used by the plugin's manifest (``plugin.toml``) and by the host's user
-config (``jarvis.toml``). Checked by hand rather than with a schema library:
-``jarvis categories`` reads both on every call and has to stay instant.
+Checked by hand rather than with a schema library: a host lists the
+categories by reading the manifest, and listing has to stay instant. The
+reference host checks its user config the same way, with its own module
+(``jarvis_host.tomlcheck``): the plugin imports nothing from a host.
 """
 
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
 from typing import Any, Mapping
 
 
@@ -39,16 +39,6 @@ def parse_toml(text: str, source: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    return parse_toml(text, str(path))
 
 
 def check_unknown(table: Mapping[str, Any], allowed: tuple[str, ...], source: str, prefix: str) -> None:

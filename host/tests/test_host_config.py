@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from jarvis_moe import tomlcheck
-from jarvis_moe.host.category import Category
-from jarvis_moe.host.config import (
+from jarvis_host import tomlcheck
+from jarvis_host.category import Category
+from jarvis_host.config import (
     DEFAULT_SOURCE,
     ConfigError,
     ConfigLocation,

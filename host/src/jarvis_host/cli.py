@@ -5,7 +5,7 @@ Listing never imports an analysis engine, so ``jarvis categories`` and
 arguments, a bad config, an unknown category, a missing directory, two
 plugins claiming a name) end with one message on stderr and exit code 4,
 never a traceback; exit code 2 is kept for input data that breaks a
-category's contract (see :mod:`~jarvis_moe.host.exits`).
+category's contract (see :mod:`~jarvis_host.exits`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, NoReturn, Sequence
 
-from jarvis_moe import __version__
-from jarvis_moe.host import exits
-from jarvis_moe.host.category import SCOPES
-from jarvis_moe.host.config import CategorySettings, ConfigError, locate_config, settings_at
-from jarvis_moe.host.plugins import PluginConflictError, Registry, load_registry
-from jarvis_moe.host.runner import UsageError, exit_code, report, resolve_scope, run_categories
+from jarvis_host import __version__, exits
+from jarvis_host.category import SCOPES
+from jarvis_host.config import CategorySettings, ConfigError, locate_config, settings_at
+from jarvis_host.plugins import PluginConflictError, Registry, load_registry
+from jarvis_host.runner import UsageError, exit_code, report, resolve_scope, run_categories
 
 USER_ERRORS = (ConfigError, PluginConflictError, UsageError)
 
@@ -199,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jarvis`` console script.
 
     :param argv: arguments without the program name (default: ``sys.argv[1:]``).
-    :return: the exit code (see :mod:`~jarvis_moe.host.exits`).
+    :return: the exit code (see :mod:`~jarvis_host.exits`).
     """
     return exits.run_quietly(lambda: _main(argv), "jarvis")
 

@@ -14,8 +14,8 @@ import subprocess
 import sys
 import time
 
-from jarvis_moe.host import exits
-from jarvis_moe.host.cli import EXIT_CODES_HELP
+from jarvis_host import exits
+from jarvis_host.cli import EXIT_CODES_HELP
 
 # The unfused-only fixture: gpt-oss-20b decode, whose MoE layers run as
 # separate up/down kernels (moe_unfused_ops.csv) and which has no fused MoE
@@ -130,7 +130,7 @@ def test_output_closed_before_anything_is_read_ends_quietly_with_141(tmp_path):
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        completed = subprocess.run([sys.executable, "-m", "jarvis_moe.host.cli", "categories", "--json"],
+        completed = subprocess.run([sys.executable, "-m", "jarvis_host.cli", "categories", "--json"],
                                    stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                                    timeout=120)
     finally:
@@ -140,7 +140,7 @@ def test_output_closed_before_anything_is_read_ends_quietly_with_141(tmp_path):
 
 
 def test_listing_piped_into_head_prints_no_traceback(tmp_path):
-    command = f"set -o pipefail; {sys.executable} -m jarvis_moe.host.cli categories --json | head -1"
+    command = f"set -o pipefail; {sys.executable} -m jarvis_host.cli categories --json | head -1"
 
     completed = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=tmp_path,
                                timeout=120)
@@ -154,7 +154,7 @@ def test_ctrl_c_during_a_run_ends_quietly_with_130(fake_site, good_plugin, outpu
     # The analyser marks that it started, then waits long enough to be interrupted.
     result = "(__import__('pathlib').Path(output_dir, 'started').touch(), __import__('time').sleep(60))"
     fake_site.add("fake-slow", good_plugin("slow_cat", marker="own", result=result))
-    process = subprocess.Popen([sys.executable, "-m", "jarvis_moe.host.cli", "run", str(output_dir)],
+    process = subprocess.Popen([sys.executable, "-m", "jarvis_host.cli", "run", str(output_dir)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                                env=fake_site.env(JARVIS_LOAD_PLUGINS="fake-slow"))
     deadline = time.monotonic() + 60

@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import pluggy
 
-from jarvis_moe.host import PROJECT_NAME, hookspecs, warn_stderr
-from jarvis_moe.host.category import Category
+from jarvis_host import PROJECT_NAME, hookspecs, warn_stderr
+from jarvis_host.category import Category
 
 ENTRY_POINT_GROUP = PROJECT_NAME
 LOAD_PLUGINS_ENV = "JARVIS_LOAD_PLUGINS"

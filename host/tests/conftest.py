@@ -1,11 +1,16 @@
 """Shared fixtures of the host tests: fake plugin distributions, a fake engine
-and ways to run the commands in a subprocess. Copies of the fixture output
-directories come from ``fixture_copy`` in ``tests/conftest.py``."""
+and ways to run the commands in a subprocess.
+
+The host is tested on its own, with fake plugins, and with jarvis-moe as the
+real plugin it was written for (installed beside it, as the repository's
+README installs both); ``fixture_copy`` copies jarvis-moe's bundled output
+directories from ``tests/fixtures/``."""
 
 from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -17,13 +22,15 @@ import pytest
 
 import jarvis_moe
 from jarvis_moe import __version__, plugin, run
-from jarvis_moe.host.plugins import PluginInfo, Registry, load_registry
+from jarvis_host.plugins import PluginInfo, Registry, load_registry
 
 from .helpers import make_output_dir
 
+FIXTURES = Path(__file__).parents[2] / "tests" / "fixtures"
+
 # A plugin as a third party writes it: registration by keyword arguments,
 # an analyser returning a plain object. HOOKIMPL_IMPORT picks the marker: the
-# host's (``jarvis_moe.host.hookimpl``) or the plugin's own pluggy marker, in
+# host's (``jarvis_host.hookimpl``) or the plugin's own pluggy marker, in
 # which case the module imports nothing from jarvis_moe at all.
 GOOD_PLUGIN = '''
 from types import SimpleNamespace
@@ -40,7 +47,7 @@ def jarvis_register_categories(register):
 '''
 
 MARKERS = {
-    "host": "from jarvis_moe.host import hookimpl",
+    "host": "from jarvis_host import hookimpl",
     "own": "import pluggy\nhookimpl = pluggy.HookimplMarker(\"jarvis\")",
 }
 OK_RESULT = "SimpleNamespace(status=\"OK\", message=f\"scope={scope} options={sorted(options.items())}\")"
@@ -50,7 +57,7 @@ def good_plugin_source(*names: str, marker: str = "host", result: str = OK_RESUL
                        enabled: bool = True, options: Mapping[str, Any] | None = None) -> str:
     """Source of a plugin module registering the given category names.
 
-    :param marker: ``"host"`` decorates with ``jarvis_moe.host.hookimpl``;
+    :param marker: ``"host"`` decorates with ``jarvis_host.hookimpl``;
         ``"own"`` makes its own pluggy marker and imports nothing from jarvis_moe.
     :param result: Python expression the analyser returns (``scope`` and
         ``options`` are in scope).
@@ -67,6 +74,18 @@ def good_plugin() -> Callable[..., str]:
     """Source of a working plugin module; call it with the category names
     (see :func:`good_plugin_source` for the keywords)."""
     return good_plugin_source
+
+
+@pytest.fixture
+def fixture_copy(tmp_path: Path) -> Callable[[str], Path]:
+    """Copy one of jarvis-moe's bundled output directories to a temporary place and return it."""
+
+    def copy(name: str) -> Path:
+        target = tmp_path / name
+        shutil.copytree(FIXTURES / name, target)
+        return target
+
+    return copy
 
 
 @pytest.fixture
@@ -203,11 +222,11 @@ def run_python() -> Callable[..., subprocess.CompletedProcess[str]]:
 
 @pytest.fixture
 def run_jarvis() -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run the ``jarvis`` command as ``python -m jarvis_moe.host.cli``, so
+    """Run the ``jarvis`` command as ``python -m jarvis_host.cli``, so
     tests do not depend on PATH."""
 
     def run(*args: str, env: Mapping[str, str] | None = None,
             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return _run_python(["-m", "jarvis_moe.host.cli", *args], env=env, cwd=cwd)
+        return _run_python(["-m", "jarvis_host.cli", *args], env=env, cwd=cwd)
 
     return run

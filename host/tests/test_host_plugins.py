@@ -13,11 +13,11 @@ import pluggy
 import pytest
 
 from jarvis_moe import plugin, run
-from jarvis_moe.host import hookspecs
-from jarvis_moe.host.category import Status
-from jarvis_moe.host.config import resolve_settings
-from jarvis_moe.host.plugins import PluginConflictError, load_registry, normalise_name
-from jarvis_moe.host.runner import run_category, run_categories
+from jarvis_host import hookspecs
+from jarvis_host.category import Status
+from jarvis_host.config import resolve_settings
+from jarvis_host.plugins import PluginConflictError, load_registry, normalise_name
+from jarvis_host.runner import run_category, run_categories
 from jarvis_moe.manifest import load_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ import a_module_that_is_not_installed
 """
 
 REGISTER_ERROR_PLUGIN = """
-from jarvis_moe.host import hookimpl
+from jarvis_host import hookimpl
 
 @hookimpl
 def jarvis_register_categories(register):
@@ -37,7 +37,7 @@ def jarvis_register_categories(register):
 
 # The registration call of the old host API: one positional object.
 WRONG_OBJECT_PLUGIN = """
-from jarvis_moe.host import hookimpl
+from jarvis_host import hookimpl
 
 @hookimpl
 def jarvis_register_categories(register):
@@ -45,7 +45,7 @@ def jarvis_register_categories(register):
 """
 
 NOT_CALLABLE_PLUGIN = """
-from jarvis_moe.host import hookimpl
+from jarvis_host import hookimpl
 
 @hookimpl
 def jarvis_register_categories(register):
@@ -53,7 +53,7 @@ def jarvis_register_categories(register):
 """
 
 BAD_NAME_PLUGIN = """
-from jarvis_moe.host import hookimpl
+from jarvis_host import hookimpl
 
 @hookimpl
 def jarvis_register_categories(register):
@@ -61,7 +61,7 @@ def jarvis_register_categories(register):
 """
 
 MISSPELT_HOOK_PLUGIN = """
-from jarvis_moe.host import hookimpl
+from jarvis_host import hookimpl
 
 @hookimpl
 def jarvis_register_category(register):
@@ -297,7 +297,7 @@ def test_host_builds_the_jarvis_moe_categories_from_what_the_plugin_registers(mo
 
 def test_jarvis_moe_plugin_imports_nothing_from_the_host(run_python):
     code = ("import sys, jarvis_moe.plugin as p; p.jarvis_register_categories(lambda **kw: None); "
-            "print(sorted(m for m in sys.modules if m.startswith('jarvis_moe.host')))")
+            "print(sorted(m for m in sys.modules if m.startswith('jarvis_host')))")
 
     completed = run_python(["-c", code])
 
@@ -377,3 +377,15 @@ def test_every_hook_is_documented_in_the_host_protocol():
     assert hooks == ["jarvis_register_categories"]
     assert all(f"`{hook}(" in protocol for hook in hooks)
 
+
+
+def test_the_host_is_a_distribution_of_its_own_that_owns_the_command():
+    # Another plugin can depend on the host alone: it needs pluggy, not jarvis-moe.
+    assert metadata.requires("jarvis-host") == ["pluggy>=1.5"]
+    scripts = {dist: {ep.name for ep in metadata.distribution(dist).entry_points if ep.group == "console_scripts"}
+               for dist in ("jarvis-host", "jarvis-moe")}
+    assert scripts == {"jarvis-host": {"jarvis"}, "jarvis-moe": set()}
+    # jarvis-moe needs the host only for its drop-in and its tests (extras).
+    moe_requires = metadata.requires("jarvis-moe") or []
+    assert [r.replace("'", '"') for r in moe_requires if r.startswith("jarvis-host")] == [
+        'jarvis-host>=0.1; extra == "host"', 'jarvis-host>=0.1; extra == "test"']

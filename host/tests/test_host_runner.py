@@ -12,9 +12,9 @@ from typing import Any, Mapping
 import pytest
 
 from jarvis_moe import run
-from jarvis_moe.host.category import Category, CategoryResult, Status
-from jarvis_moe.host.config import CategorySettings, resolve_settings
-from jarvis_moe.host.runner import (
+from jarvis_host.category import Category, CategoryResult, Status
+from jarvis_host.config import CategorySettings, resolve_settings
+from jarvis_host.runner import (
     CategoryOutcome,
     UsageError,
     exit_code,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from jarvis_moe.host import hookspec
+from jarvis_host import hookspec
 
 
 @hookspec

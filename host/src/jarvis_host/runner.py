@@ -2,7 +2,7 @@
 
 The runner decides the comparison scope, runs every selected and enabled
 category, and turns their results into one exit code (see
-:mod:`~jarvis_moe.host.exits`):
+:mod:`~jarvis_host.exits`):
 
 - 1 when any category failed internally (a bug: the result says so),
 - else 2 when any category reported bad input (``ERROR``),
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from jarvis_moe.host import exits, warn_stderr
-from jarvis_moe.host.category import SCOPES, Category, CategoryResult, Status
-from jarvis_moe.host.config import CategorySettings
+from jarvis_host import exits, warn_stderr
+from jarvis_host.category import SCOPES, Category, CategoryResult, Status
+from jarvis_host.config import CategorySettings
 
 CATEGORY_MANIFEST = Path("category_data") / "category_manifest.json"
 DEFAULT_SCOPE = "standalone"

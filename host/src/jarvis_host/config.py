@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from jarvis_moe.host.category import Category
-from jarvis_moe.tomlcheck import ConfigError, check_unknown, expect_bool, expect_table, override, read_toml
+from jarvis_host.category import Category
+from jarvis_host.tomlcheck import ConfigError, check_unknown, expect_bool, expect_table, override, read_toml
 
 CONFIG_ENV = "JARVIS_CONFIG"
 DEFAULT_CONFIG_NAME = "jarvis.toml"

@@ -142,3 +142,16 @@ def test_drop_in_on_a_folder_that_is_not_an_output_directory_is_a_usage_error(ru
     assert completed.stderr.startswith("jarvis-moe: error: ")
     assert "Traceback" not in completed.stderr
     assert tree(folder) == []
+
+
+def test_drop_in_without_the_host_says_how_to_install_it(run_python, tmp_path):
+    # The plugin's base install has no host; only the drop-in needs one.
+    code = ("import runpy, sys; sys.modules['jarvis_host'] = None; sys.argv = ['jarvis_moe', '--output-dir', '.']; "
+            "runpy.run_module('jarvis_moe', run_name='__main__')")
+
+    completed = run_python(["-c", code], cwd=tmp_path)
+
+    assert completed.returncode == 4
+    assert completed.stderr == ("python -m jarvis_moe: error: this command runs through the reference host, which "
+                                "is not installed: pip install 'jarvis-moe[host]'\n")
+    assert tree(tmp_path) == []

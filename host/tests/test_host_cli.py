@@ -13,10 +13,10 @@ from importlib import metadata
 
 import pytest
 
-from jarvis_moe import __version__
-from jarvis_moe.host.cli import describe_categories, format_listing, main
-from jarvis_moe.host.config import DEFAULT_SOURCE, resolve_settings
-from jarvis_moe.host.plugins import load_registry
+from jarvis_host import __version__
+from jarvis_host.cli import describe_categories, format_listing, main
+from jarvis_host.config import DEFAULT_SOURCE, resolve_settings
+from jarvis_host.plugins import load_registry
 from jarvis_moe.manifest import load_manifest
 
 from .helpers import tree
@@ -34,11 +34,13 @@ BROKEN_PLUGIN = "raise ImportError('needs a newer host')\n"
 NO_CONFIG = "config: none (no --config, $JARVIS_CONFIG or ./jarvis.toml): plugin defaults\n"
 
 
-def test_version_flag_prints_the_version(run_jarvis):
+def test_version_flag_prints_the_hosts_version(run_jarvis):
     completed = run_jarvis("--version")
 
     assert completed.returncode == 0
     assert completed.stdout.strip() == f"jarvis {__version__}"
+    # The host's own distribution, not the plugin's.
+    assert __version__ == metadata.version("jarvis-host")
 
 
 @pytest.mark.parametrize("command", [[], ["categories"], ["run"]])
@@ -100,7 +102,7 @@ def test_categories_shows_state_from_the_config_in_the_working_directory(run_jar
 
 
 def test_listing_imports_neither_polars_nor_pydantic(run_python, tmp_path):
-    completed = run_python(["-X", "importtime", "-m", "jarvis_moe.host.cli", "categories", "--json"],
+    completed = run_python(["-X", "importtime", "-m", "jarvis_host.cli", "categories", "--json"],
                            cwd=tmp_path)
 
     assert completed.returncode == 0, completed.stderr
