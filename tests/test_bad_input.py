@@ -320,6 +320,8 @@ CASES = [
     Case("name-empty", edit(name="  "), "ERROR", CSV, "row 1, column 'name'", "op name is empty"),
     Case("name-control-characters-only", edit(name="\x08\x07 "), "ERROR", CSV, "row 1, column 'name'",
          "op name is empty (or only control characters)"),
+    Case("name-c1-and-bidi-controls-only", edit(name="\x80\u202e\u2066 \x9b"), "ERROR", CSV,
+         "row 1, column 'name'", "op name is empty (or only control characters)"),
     # Other number columns: the cell is missing for that row, with a warning.
     Case("gflops-text", edit(GFLOPS="n/a"), "OK", CSV, "row 1", "'GFLOPS' are not usable numbers"),
     Case("gflops-nan", edit(GFLOPS="nan"), "OK", CSV, "row 1", "'GFLOPS' are not usable numbers"),

@@ -16,8 +16,10 @@ import re
 
 # Breaks and tabs: each run becomes one space.
 _BREAKS = re.compile(r"[\t\n\v\f\r\x1c-\x1e\x85\u2028\u2029]+")
-# Controls (C0, DEL, C1) and bidi controls: removed.
-_INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Controls (C0, DEL, C1) and bidi controls: removed. The same text is a valid
+# pattern for polars (Rust regex), for column-wise checks.
+ACTING_PATTERN = r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+_INVISIBLE = re.compile(ACTING_PATTERN)
 
 
 def plain_text(raw: object) -> str:

@@ -31,6 +31,7 @@ from jarvis_moe.engine.contract import (
 from jarvis_moe.engine.cells import DETAILS_HASH, details_cutter
 from jarvis_moe.engine.csv_blocks import read_blocks
 from jarvis_moe.errors import ContractError
+from jarvis_moe.safetext import ACTING_PATTERN
 
 ROW = "__row"  # 1-based data row number in the CSV, kept for messages
 # Text cells that tell signatures apart, hashed to find repeated rows.
@@ -300,9 +301,9 @@ def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.Data
     negative. Blank cells are missing, not bad (except in the time sum,
     which every row needs).
     """
-    # Blank once control characters are gone (such a name would show as
-    # nothing): one anchored test, no copy of the names.
-    empty_name = frame.get_column("name").str.contains(r"^[\x00-\x1f\x7f\s]*$").fill_null(True)
+    # Blank once control and bidi characters are gone (such a name would show
+    # as nothing): one anchored test, no copy of the names.
+    empty_name = frame.get_column("name").str.contains(rf"^(?:{ACTING_PATTERN}|\s)*$").fill_null(True)
     if empty_name.any():
         row = frame.filter(empty_name).get_column(ROW)[0]
         raise ContractError(rel, "the op name is empty (or only control characters)", f"row {row}, column 'name'")
