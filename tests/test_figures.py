@@ -8,6 +8,7 @@ temporary directory and read back through ``load_inputs``.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from conftest import GPT_OSS_DECODE, read_metrics
 from csvbuild import OLD_METADATA, write_output_dir
 from jarvis_moe.engine import impact
 from jarvis_moe.engine.category import significance
+from jarvis_moe.engine.figures import KERNEL_DTYPE
 from jarvis_moe.engine.contract import CategoryPaths, Metadata
 from jarvis_moe.engine.figures import POSITION, PeakChoice, category_figures, op_figures, resolve_peak
 from jarvis_moe.engine.load import Inputs, load_inputs
@@ -196,14 +198,47 @@ META = Metadata(platform="MI300X", peak_hbm_bw_tbs=5.3,
 
 
 def test_resolve_peak_uses_the_spec_then_the_activation_dtype():
-    assert resolve_peak("matrix_fp8", "bf16", META) == PeakChoice(1273, None, None)
+    assert resolve_peak("matrix_fp8", "bf16", META) == PeakChoice(1273, None, None, "compute_spec")
     # No spec: the activation dtype's peak, without a warning.
-    assert resolve_peak(None, "bf16", META) == PeakChoice(708, "matrix_bf16", None)
+    assert resolve_peak(None, "bf16", META) == PeakChoice(708, "matrix_bf16", None, "activation_dtype")
     # A zero peak is "not available": fp4 falls back to the activations' fp8.
     choice = resolve_peak("matrix_fp4", "fp8", META)
     assert (choice.peak, choice.substituted_spec) == (1273, "matrix_fp8")
     assert choice.warning is not None and "MI300X has no fp4 matrix peak" in choice.warning
     assert "1273 TFLOP/s" in choice.warning
+
+
+def test_the_kernels_own_dtype_chooses_the_peak():
+    # fmoe_bf16_pertokenFp8_g1u1 multiplies in FP8 although its op says matrix_bf16.
+    choice = resolve_peak("matrix_bf16", "bf16", META, "fp8")
+    assert (choice.peak, choice.substituted_spec, choice.basis) == (1273, "matrix_fp8", "kernel_name")
+    assert "not the bf16 matrix peak of its Compute Spec" in choice.warning
+    # matmul_ogs bf16xbf16xfp8 dequantises FP8 weights and multiplies in bf16.
+    assert resolve_peak("matrix_fp8", "bf16", META, "bf16").peak == 708
+    # Agreeing names change nothing.
+    assert resolve_peak("matrix_fp8", "bf16", META, "fp8") == PeakChoice(1273, None, None, "compute_spec")
+
+
+@pytest.mark.parametrize(("name", "kernel", "dtype"), [
+    ("pseudo_op::moe_aiter_fused_1stage", "aiter::fmoe_bf16_pertokenFp8_g1u1_vs_tkw1_silu_1tg_32x512", "fp8"),
+    ("aiter::fmoe_fp8_g1u1", "aiter::fmoe_g1u1_x", "fp8"),
+    ("pseudo_op::moe_triton_unfused_up", "_matmul_ogs_NNT_bf16xbf16xfp8_16x128x256x1_swiglu", "bf16"),
+    ("pseudo_op::moe_triton_unfused_up", "_matmul_ogs_NNT_bf16xbf16xmxfp4_16x128x256x1", "bf16"),
+    ("sglang::fused_moe", "fused_moe_kernel", None),
+])
+def test_kernel_names_say_what_they_compute_in(name, kernel, dtype):
+    said = f"{name}\n{kernel}".lower()
+    found = re.search(KERNEL_DTYPE["16-bit"], said)
+    got = found.group(1) if found else ("fp8" if re.search(KERNEL_DTYPE["fp8"], said) else None)
+    assert got == dtype
+
+
+def test_same_fp8_kernel_same_peak_on_every_page():
+    inputs = load(FIXTURES / "fam-aiter-1stage-llama4-scout-fp8-mi325x", "moe_fused")
+    figures = figures_of(inputs)
+    # The pipeline wrote matrix_bf16; the kernel quantises per token and multiplies in FP8 (MI325X: 1519).
+    assert set(figures.get_column("peak_tflops").to_list()) == {1519.0}
+    assert set(figures.get_column("peak_basis").to_list()) == {"kernel_name"}
 
 
 def test_resolve_peak_without_any_usable_peak():

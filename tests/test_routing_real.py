@@ -178,5 +178,5 @@ def test_the_re_read_is_named_as_a_larger_row_block():
         5.8, 3, 4.49, 40.4)
     want = 20 * 0.404 * (5.8 - 3) * 28672 * 4096 * 2 / 4.49e12 * 1e3
     assert lever.saving_ms == pytest.approx(want, abs=0.002)
-    routing = [lv for lv in m.category_specific.levers if lv.kind == "routing_balance"]
-    assert len(routing) == 1 and sorted(routing[0].op_indexes) == [up_index, skew.sibling_op_index]
+    # Concentrated routing made these calls faster on one GPU: evening it out is no lever here.
+    assert not [lv for lv in m.category_specific.levers if lv.kind == "routing_balance"]

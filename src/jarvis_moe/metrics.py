@@ -43,6 +43,8 @@ class Efficiency(Model):
     substituted_compute_spec: str | None
     efficiency_source: Literal["pct_roofline", "computed", "comparative"] | None
     roofline_efficiency_percent: float | None
+    ridge_flops_per_byte: float | None = None
+    peak_basis: Literal["compute_spec", "kernel_name", "activation_dtype"] | None = None
 
 
 class ActiveExperts(Model):
@@ -99,6 +101,7 @@ class RoutingEvidence(Model):
     fast_calls_pct: float | None
     corrected_efficiency_percent: float | None
     over_100_explained: bool | None
+    time_over_median_ms: float | None = None
 
 
 class MoeFigures(Model):
@@ -138,6 +141,9 @@ class MoeFigures(Model):
     padding_time_pct: float | None
     phase: Literal["decode", "prefill"]
     skew: RoutingEvidence
+    activation_quant: str | None = None
+    us_per_active_expert: float | None = None
+    expert_stream_us_at_peak: float | None = None
 
 
 class Operation(Model):
@@ -205,6 +211,9 @@ class Finding(Model):
     rank: int
     time_ms: float
     efficiency_pct: float | None
+    trace1_time_ms: float | None = None
+    trace2_time_ms: float | None = None
+    speedup_pct: float | None = None
 
 
 # --- the category ---------------------------------------------------------------
@@ -262,21 +271,45 @@ class FusionPayoff(Model):
     pipelines: list[Pipeline]
 
 
+LeverKind = Literal["batching", "topk", "expert_parallel", "routing_balance", "row_block", "fusion",
+                    "sibling_gap", "fp8_compute", "fp8_weights", "padding", "roofline_gap"]
+
+
 class Lever(Model):
     """One way to win time that the trace supports, with the number behind it.
 
     ``saving_ms`` is an upper bound (the peaks are reachable at best), null
-    when the trace cannot size it.
+    when the trace cannot size it. ``path``: ``serving`` (batching,
+    parallelism, routing balance, fusion), ``model`` (a change of the model
+    itself, such as its top-k) or ``kernel``.
     """
 
-    kind: Literal["batching", "topk", "expert_parallel", "routing_balance", "row_block", "fusion", "sibling_gap",
-                  "fp8_compute", "fp8_weights", "padding", "roofline_gap"]
+    kind: LeverKind
+    path: Literal["serving", "model", "kernel"]
     op_indexes: list[int]
     value_from: float | None
     value_to: float | None
     unit: str | None
     saving_ms: float | None
     percent_of_total: float | None
+    detail: str | None = None
+    bytes_ratio: float | None = None
+    time_ratio: float | None = None
+
+
+class LeverSum(Model):
+    """Every lever of one kind together: its saving summed from unrounded values, rounded once.
+
+    ``recommended`` when the saving reaches the option ``lever_min_pct`` of
+    GPU time; the others are named as checked and worth less.
+    """
+
+    kind: LeverKind
+    path: Literal["serving", "model", "kernel"]
+    op_indexes: list[int]
+    saving_ms: float
+    percent_of_total: float | None
+    recommended: bool
 
 
 class CategorySpecific(Model):
@@ -287,6 +320,7 @@ class CategorySpecific(Model):
     phase_split: PhaseSplit
     fusion_payoff: FusionPayoff | None = None
     levers: list[Lever]
+    lever_sums: list[LeverSum] = []
     limits: list[str]
 
 

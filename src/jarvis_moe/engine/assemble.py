@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import polars as pl
 
 from jarvis_moe.engine import category as cat
-from jarvis_moe.engine import impact
+from jarvis_moe.engine import impact, levers
 from jarvis_moe.engine.figures import category_figures, op_figures
 from jarvis_moe.engine.load import Inputs
 from jarvis_moe.engine.moe_figures import Context
@@ -36,6 +36,19 @@ def measurement_noise(options: Mapping[str, Any]) -> float:
     experts), so none qualifies, and the floor is stated as the noise.
     """
     return float(options["routing_noise_pct"]) / 100.0
+
+
+def _trace_times(figures: pl.DataFrame, members: list[int]) -> dict[str, float | None]:
+    """A comparative finding's listed members in both traces: times summed unrounded, rounded once."""
+    if "t2_us" not in figures.columns or not members:
+        return {}
+    rows = figures[members]  # members are row positions of the figures frame
+    t2 = rows.get_column("t2_us")
+    if t2.null_count():
+        return {}
+    t1_ms, t2_ms = float(rows.get_column("time_us").sum()) / 1000.0, float(t2.sum()) / 1000.0
+    return {"trace1_time_ms": round(t1_ms, 3), "trace2_time_ms": round(t2_ms, 3),
+            "speedup_pct": round((t1_ms - t2_ms) / t1_ms * 100.0, 2) if t1_ms else None}
 
 
 def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping[str, Any],
@@ -70,14 +83,17 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping
     wanted = set(capped) | {i for g in groups for i in g["members"]}
     shown = est.filter(pl.col("idx").is_in(sorted(wanted))).select(_RECORD_COLUMNS)
     records = {r["idx"]: estimate_record(r, category) for r in shown.iter_rows(named=True)}
-    findings = [Finding(**{**g, "members": [ImpactEstimate(**records[i], op_index=position.get(i))
-                                            for i in g["members"]]}) for g in groups]
+    findings = [Finding(**{**g, **_trace_times(figures, g["members"]),
+                           "members": [ImpactEstimate(**records[i], op_index=position.get(i)) for i in g["members"]]})
+                for g in groups]
     estimates = [ImpactEstimate(**records[i], op_index=position.get(i)) for i in capped]
 
     figures_cat = category_figures(figures, meta)
     pct = figures_cat["percent_of_compute"] if e2e else None
     pairs = cat.pipelines(operations, meta.peak_hbm_bw_tbs, e2e)
     peaks = meta.compute_peaks()
+    found, sums = levers.levers(operations, pairs, meta, e2e, float(options["sibling_gap_ratio"]),
+                                float(options["lever_min_pct"]))
     specific = CategorySpecific(
         peak_maf_tflops=as_written(peaks.get("matrix_bf16", meta.peak_bf16_maf_tflops)),
         peak_hbm_bw_tbs=as_written(meta.peak_hbm_bw_tbs),
@@ -86,7 +102,7 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping
         layer_structure=cat.layer_structure(operations, inputs.tree, max_chain),
         phase_split=cat.phase_split(figures, int(options["decode_max_tokens"])),
         fusion_payoff=cat.fusion_payoff(pairs, e2e) if category == "moe_unfused" else None,
-        levers=cat.levers(operations, pairs, meta, e2e, float(options["sibling_gap_ratio"])),
+        levers=found, lever_sums=sums,
         limits=list(cat.LIMITS),
     )
     return MetricsOk(

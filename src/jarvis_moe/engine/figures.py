@@ -33,6 +33,15 @@ from jarvis_moe.engine.families import BY_KEY, name_to_key
 from jarvis_moe.engine.libraries import library_expr, name_library
 
 COMPARATIVE = "comparative"
+# What a kernel computes in, from its name (lower case). Triton matmul_ogs
+# names its operands ``<activation>x<activation>x<weight>``: the product is
+# taken in the activation dtype whatever the weights are stored in. AITER's
+# FP8 MoE kernels quantise the activations (per token or per block) and
+# multiply in FP8.
+KERNEL_DTYPE = {
+    "16-bit": r"(?:^|[^a-z0-9])(bf16|fp16)x(?:bf16|fp16)x",
+    "fp8": r"fp8_g1u1|pertokenfp8|blockscalefp8|fp8_blockscale|_w8a8|a8w8",
+}
 # Column of the figures: the row's position in the frame they came from.
 POSITION = "__position"
 # The frames here are in memory already; the streaming engine's set-up
@@ -47,13 +56,20 @@ class PeakChoice:
     peak: float | None
     substituted_spec: str | None
     warning: str | None
+    basis: str | None = None  # kernel_name when the kernel's own dtype chose the peak
 
 
-def resolve_peak(spec: str | None, act_dtype: str | None, metadata: Metadata) -> PeakChoice:
+def resolve_peak(spec: str | None, act_dtype: str | None, metadata: Metadata,
+                 kernel_dtype: str | None = None) -> PeakChoice:
     """Analysis §2 peak resolution, with the precision-substitution rule.
+
+    What the kernel computes in comes first when its name says it
+    (:data:`KERNEL_DTYPE`): the same kernel is rated against the same peak
+    whatever ``Compute Spec`` the pipeline gave its op.
 
     :param spec: the op's ``Compute Spec`` (``matrix_fp4``, ...), may be empty.
     :param act_dtype: the short dtype of the op's first input (``bf16``, ...).
+    :param kernel_dtype: the dtype the kernel's name says it computes in.
     :return: the peak in TFLOP/s (``None`` when nothing applies), the spec it
         was taken from when that differs from ``spec``, and the warning that
         says so.
@@ -69,17 +85,24 @@ def resolve_peak(spec: str | None, act_dtype: str | None, metadata: Metadata) ->
                 f"metadata has only a BF16 peak (older pipeline); {old:g} TFLOP/s used for {spec}",
             )
         return PeakChoice(old, None, None)
+    by_kernel = f"matrix_{kernel_dtype}" if kernel_dtype else None
+    if by_kernel and by_kernel in peaks and by_kernel != spec and (spec is None or spec in peaks):
+        return PeakChoice(
+            peaks[by_kernel], by_kernel,
+            f"its kernel computes in {kernel_dtype} (the kernel name says so), so it is rated against the "
+            f"{_spoken(by_kernel)} peak ({peaks[by_kernel]:g} TFLOP/s)"
+            + (f", not the {_spoken(spec)} peak of its Compute Spec" if spec else ""), "kernel_name")
     if spec and spec in peaks:
-        return PeakChoice(peaks[spec], None, None)
+        return PeakChoice(peaks[spec], None, None, "compute_spec")
     fallback = f"matrix_{act_dtype}" if act_dtype else None
     if fallback and fallback in peaks:
         if spec is None:
-            return PeakChoice(peaks[fallback], fallback, None)
+            return PeakChoice(peaks[fallback], fallback, None, "activation_dtype")
         return PeakChoice(
             peaks[fallback], fallback,
             f"{metadata.platform or 'this platform'} has no {_spoken(spec)} peak; the op is rated against "
             f"its {_spoken(fallback)} peak ({peaks[fallback]:g} TFLOP/s), the dtype of its activations, as the "
-            f"kernel computes on dequantised weights; weight bytes are kept as measured",
+            f"kernel computes on dequantised weights; weight bytes are kept as measured", "activation_dtype",
         )
     return PeakChoice(
         None, None,
@@ -154,17 +177,19 @@ def op_figures(
     first_type = type_facts(src)[0].list.first().alias("first_type")
     f = _with_family(with_distinct_facts(f, TYPE_CELLS, [first_type]), src)
 
-    # Peaks: resolved once per distinct (spec, first input dtype) pair.
-    pairs = f.select("spec", "first_type").unique()
+    # Peaks: resolved once per distinct (spec, first input dtype, kernel dtype).
+    pairs = f.select("spec", "first_type", "kernel_dtype").unique()
     rows = []
-    for spec, first_type in pairs.iter_rows():
+    for spec, first_type, kernel_dtype in pairs.iter_rows():
         act = dtypes.args_label(first_type) if first_type else None
-        choice = resolve_peak(spec, act, metadata)
-        rows.append((spec, first_type, act, choice.peak, choice.substituted_spec, choice.warning))
+        choice = resolve_peak(spec, act, metadata, kernel_dtype)
+        rows.append((spec, first_type, kernel_dtype, act, choice.peak, choice.substituted_spec, choice.warning,
+                     choice.basis))
     peak_table = pl.DataFrame(
         rows,
-        schema={"spec": pl.String, "first_type": pl.String, "act_dtype": pl.String,
-                "peak_tflops": pl.Float64, "substituted_spec": pl.String, "peak_warning": pl.String},
+        schema={"spec": pl.String, "first_type": pl.String, "kernel_dtype": pl.String, "act_dtype": pl.String,
+                "peak_tflops": pl.Float64, "substituted_spec": pl.String, "peak_warning": pl.String,
+                "peak_basis": pl.String},
         orient="row",
     )
 
@@ -172,7 +197,8 @@ def op_figures(
     base = f
     count = pl.col("operation_count").round(0).cast(pl.Int64) if "operation_count" in base.columns else pl.lit(None, pl.Int64)
     lf = base.lazy().join(
-        peak_table.lazy(), on=["spec", "first_type"], how="left", nulls_equal=True, maintain_order="left"
+        peak_table.lazy(), on=["spec", "first_type", "kernel_dtype"], how="left", nulls_equal=True,
+        maintain_order="left"
     ).with_columns(
         time_us=pl.col(TIME_SUM),
         count=pl.when(count > 0).then(count).otherwise(1),
@@ -201,7 +227,10 @@ def op_figures(
             _known(pl.max_horizontal(gflops * 1000.0 / peak, mib * 1.048576 / bw))
         ),
     )
-    bound_col = pl.col("bound_text")
+    # A peak chosen by the kernel's dtype replaces the pipeline's: its
+    # bound and roofline % were judged against the other peak.
+    by_kernel = pl.col("peak_basis") == "kernel_name"
+    bound_col = pl.when(by_kernel).then(pl.lit(None, pl.String)).otherwise(pl.col("bound_text"))
     lf = lf.with_columns(
         bound=pl.when(bound_col == "COMPUTE_BOUND").then(pl.lit("compute"))
         .when(bound_col == "MEMORY_BOUND").then(pl.lit("memory"))
@@ -210,7 +239,7 @@ def op_figures(
     )
     roofline_first = _first_float(base, "Roofline Time (µs)_first")
     computed = _known(pl.coalesce([pl.col("roofline_us"), roofline_first]) / pl.col("mean_us") * 100.0)
-    pct = _first_float(base, "Pct Roofline_mean")
+    pct = pl.when(by_kernel.fill_null(False).not_()).then(_first_float(base, "Pct Roofline_mean"))
     lf = lf.with_columns(
         eff_roofline=pl.coalesce([pct, computed]),
         eff_source=pl.when(pct.is_not_null()).then(pl.lit("pct_roofline"))
@@ -268,7 +297,13 @@ def _with_family(f: pl.DataFrame, src: pl.DataFrame) -> pl.DataFrame:
         family.replace_strict(libraries, default=None, return_dtype=pl.String),
         pl.when(settled).then(library_expr(name, named(from_stack).list.join("\n"))),
     )
-    f = with_distinct_facts(f, STACK_CELLS, [family.alias("family"), library.alias("library")],
+    # What the kernel computes in, from the op name and the stack's kernels.
+    said = pl.concat_str([name, named(from_stack).list.join("\n")], separator="\n",
+                         ignore_nulls=True).str.to_lowercase()
+    kernel_dtype = (pl.when(said.str.contains(KERNEL_DTYPE["16-bit"])).then(said.str.extract(KERNEL_DTYPE["16-bit"], 1))
+                    .when(said.str.contains(KERNEL_DTYPE["fp8"])).then(pl.lit("fp8")))
+    f = with_distinct_facts(f, STACK_CELLS, [family.alias("family"), library.alias("library"),
+                                             kernel_dtype.alias("kernel_dtype")],
                             keep=("name",), first=[stack_kernels(src).alias("_stack_kernels")])
     open_rows = f.get_column("library").is_null()
     if not open_rows.any():

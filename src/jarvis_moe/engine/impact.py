@@ -116,7 +116,7 @@ def findings(est: pl.DataFrame, *, max_members: int) -> list[dict[str, Any]]:
             "impact_score": g["impact_score"],
             "impact_score_low": g["impact_score_low"],
             "impact_score_high": g["impact_score_high"],
-            "percent_of_total": round(g["percent_of_total"], 2) if heuristic else None,
+            "percent_of_total": None if g["percent_of_total"] is None else round(g["percent_of_total"], 2),
             "time_ms": round(g["time_ms"], 3),
             "efficiency_pct": None if heuristic or g["mean_eff"] is None else round(g["mean_eff"], 2),
             "member_count": g["member_count"],

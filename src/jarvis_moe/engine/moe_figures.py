@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from jarvis_moe.engine import moe_model
+from jarvis_moe.engine import dtypes, moe_model
 from jarvis_moe.engine import routing_evidence as rev
 from jarvis_moe.engine.families import Family, activation_fused, block_from_kernels, block_from_launch
 from jarvis_moe.engine.routing_evidence import Durations, Evidence, Rules
 from jarvis_moe.engine.shapes import Shape
 from jarvis_moe.engine.weights import weight_format
-from jarvis_moe.metrics import ActiveExperts, Interval, MoeFigures, RoutingEvidence
+from jarvis_moe.metrics import ActiveExperts, Interval, MoeFigures, RoutingEvidence, WeightFormat
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,28 @@ def block_rows(family: Family, shape: Shape, kernels: Sequence[str],
     if default is not None:
         return default, "documented_default"
     return assumed_block(shape.num_tokens), "assumed"
+
+
+def activation_quant(fmt: WeightFormat | None, kernels: Sequence[str]) -> str | None:
+    """How the kernel quantises its 16-bit activations before an FP8 product, when it says so.
+
+    Block-scaled FP8 weights (a 2-D scale block) come with activations
+    quantised per group of the block's columns; AITER's ``pertokenFp8``
+    kernels quantise per token.
+    """
+    if any("pertokenfp8" in k.lower() for k in kernels):
+        return "FP8, one scale per token"
+    if fmt is not None and fmt.element.startswith("fp8") and fmt.scale_block and len(fmt.scale_block) == 2:
+        return f"FP8, one scale per {fmt.scale_block[1]}-column group of each token"
+    return None
+
+
+def _over_median(row: Mapping[str, Any]) -> float | None:
+    """Time the calls spend above the median call: count × (mean − median), ms."""
+    mean, median = row.get("Kernel Time (µs)_mean"), row.get("Kernel Time (µs)_median")
+    if mean is None or median is None or mean <= median:
+        return None
+    return round(int(row["count"]) * (mean - median) / 1000.0, 3)
 
 
 def _durations(row: Mapping[str, Any]) -> Durations:
@@ -183,7 +205,11 @@ def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: S
         padding_waste_pct=round(waste, 1), padding_block_rows=block, padding_block_source=block_source,
         padding_time_pct=rounded(padding_time, 1),
         phase="decode" if shape.num_tokens <= int(opts["decode_max_tokens"]) else "prefill",
-        skew=skew_record(found, t.calls, block, ctx.noise, opts, corrected, explained),
+        skew=skew_record(found, t.calls, block, ctx.noise, opts, corrected, explained).model_copy(
+            update={"time_over_median_ms": _over_median(row)}),
+        activation_quant=activation_quant(fmt, kernels) if dtypes.label(shape.input_dtype) in ("bf16", "fp16") else None,
+        us_per_active_expert=rounded(mean_us / expected, 1) if mean_us else None,
+        expert_stream_us_at_peak=round(moe_model.expert_bytes(cost) / (ctx.peak_tbs * 1e6), 2),
     )
     return Reading(figures, cost, t, found, family.implementation, ctx.peak_tbs, over_warn)
 

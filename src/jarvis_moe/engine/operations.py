@@ -124,6 +124,9 @@ def operation(item: Listed, moe: MoeFigures | None, *, scope: str, with_call_cha
             warning="; ".join(warnings) or None, is_anomaly=bool(row["is_anomaly"]),
             substituted_compute_spec=row["substituted_spec"], efficiency_source=row["eff_source"],
             roofline_efficiency_percent=rounded(row["eff_roofline"], 2),
+            ridge_flops_per_byte=(rounded(row["peak_tflops"] / row["peak_tbs"], 2)
+                                  if row["peak_tflops"] and row["peak_tbs"] else None),
+            peak_basis=row.get("peak_basis"),
         ),
         input_dims=row.get("Input Dims"), input_type=row.get("Input type"),
         args=_as_cell(trace_text.format_args(item.dims or (), row.get("input_types") or ())),

@@ -1,27 +1,27 @@
-"""``## Optimisation Paths``: the levers the trace supports, each with its number.
+"""``## Optimisation Paths``: the levers the trace supports, each with its worth.
 
-Path A is algorithmic or system-level (batching, top-k, parallelism, routing
-balance, fusion); Path B is kernel work (a stage below its sibling,
-precision, padding, the roofline gaps and their replay cases). Levers of one
-kind are one item. A lever is recommended only when it is worth at least the
-option ``lever_min_pct`` of GPU time (or, for levers the trace cannot size,
-when its ops take that much); smaller ones are named once, with their number,
-as checked and small.
+Three groups: Path A, how the model is served (batching, parallelism,
+routing balance, fusion); model changes, which change what the model
+computes (top-k) and so are a model-quality decision, not a serving lever;
+Path B, kernel work (a stage below its sibling, FP8, padding, the roofline
+gaps and their replay cases). Every lever carries what it would save at best
+in ms and in % of GPU time, as the engine summed it
+(``category_specific.lever_sums``); one worth less than the option
+``lever_min_pct`` is named once, with its number, as checked and small.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-from jarvis_moe.findings.summary import op_ref, spoken
-from jarvis_moe.findings.text import code, joined, num, pct, peak, tokens, value
-from jarvis_moe.metrics import Lever, MetricsOk, Operation
+from jarvis_moe.findings.summary import op_ref
+from jarvis_moe.findings.text import code, inline, joined, num, pct, peak, plural, tokens, value
+from jarvis_moe.metrics import Lever, LeverSum, MetricsOk, Operation
 
-PATH_A = ("batching", "topk", "expert_parallel", "routing_balance", "fusion")
-PATH_B = ("sibling_gap", "row_block", "fp8_compute", "fp8_weights", "padding")
-SMALL_NAMES = {"topk": "halving top-k", "fusion": "fusing the pipeline", "sibling_gap": "matching the sibling stage",
-               "fp8_compute": "FP8 compute", "fp8_weights": "8-bit weights", "padding": "removing padding",
-               "row_block": "a larger row block"}
+NAMES = {"row_block": "a larger row block", "batching": "larger batches", "topk": "halving top-k", "expert_parallel": "expert parallelism",
+         "routing_balance": "evening out the routing", "fusion": "fusing the pipeline",
+         "sibling_gap": "matching the sibling stage", "fp8_compute": "FP8 compute", "fp8_weights": "8-bit weights",
+         "padding": "removing padding"}
 BLOCK_SOURCES = {"kernel_name": "from the kernel name", "launch_args": "from the launch arguments",
                  "documented_default": "the implementation's default", "assumed": "assumed"}
 
@@ -35,62 +35,61 @@ def _refs(m: MetricsOk, levers: list[Lever]) -> str:
     return joined([op_ref(m, op) for op in _ops(m, levers)])
 
 
-def _total(levers: list[Lever]) -> str:
-    ms = round(sum(lv.saving_ms or 0.0 for lv in levers), 3)
-    share = round(sum(lv.percent_of_total or 0.0 for lv in levers), 2)
-    return f"at most {num(ms, 3)} ms ({pct(share)} of GPU time)"
+def _worth(total: LeverSum) -> str:
+    return f"at most {num(total.saving_ms, 3)} ms ({pct(total.percent_of_total)} of GPU time)"
 
 
-def _reach(m: MetricsOk, levers: list[Lever]) -> float:
-    """Share of GPU time of the levers' ops, for levers the trace cannot size."""
-    return round(sum(op.percent_of_total or 0.0 for op in _ops(m, levers)), 2)
+def _is(levers: list[Lever], m: MetricsOk) -> str:
+    return "is" if len(_ops(m, levers)) == 1 else "are"
 
 
-def _batching(m: MetricsOk, levers: list[Lever]) -> str:
-    sizes, scales = [], []
-    for op in _ops(m, levers):
+def _batching(m: MetricsOk, levers: list[Lever], total: LeverSum) -> str:
+    parts = []
+    for lv in levers:
+        op = m.operations[lv.op_indexes[0]]
         moe = op.moe
         assert moe is not None
-        sizes.append(f"{moe.crossover_tokens} for {op_ref(m, op)}")
-        if moe.crossover_tokens_with_scales and moe.crossover_tokens_with_scales != moe.crossover_tokens:
-            scales.append(str(moe.crossover_tokens_with_scales))
-    first = _ops(m, levers)[0].moe
-    assert first is not None
-    scale_note = f" ({joined(scales)} counting the weight scales)" if scales else ""
-    return (f"Batching: at {first.num_tokens} tokens per call each expert read serves "
-            f"{tokens(first.tokens_per_active_expert)} on average. The calls stay memory-bound up to about "
-            f"{joined(sizes)}{scale_note}, so until then added tokens reuse weight reads the call already pays for. "
-            f"These ops take {pct(_reach(m, levers))} of GPU time.")
+        parts.append(f"{op_ref(m, op)} runs {tokens(moe.num_tokens)} per call ({tokens(moe.tokens_per_active_expert)} "
+                     f"per expert read) and stays memory-bound up to about {value(lv.value_to)}")
+    return (f"Batching: {'; '.join(parts)}. Up to that size a call costs about its weight reads, so serving the "
+            f"same tokens in fewer, larger calls saves {_worth(total)}, at the price of longer steps.")
 
 
-def _topk(m: MetricsOk, levers: list[Lever]) -> str:
-    lever = levers[0]
-    moe = m.operations[lever.op_indexes[0]].moe
-    assert moe is not None and lever.value_from and lever.value_to is not None
-    cut = (1 - lever.value_to / lever.value_from) * 100
-    return (f"Top-k: top-{moe.topk // 2} instead of top-{moe.topk} would cut the expected active experts per call "
-            f"from {value(lever.value_from)} to {value(lever.value_to)} (−{num(cut, 0)}%), {_total(levers)} on the "
-            "memory-bound ops. It changes the model: a model-quality decision.")
+def _topk(m: MetricsOk, levers: list[Lever], total: LeverSum) -> str:
+    parts = [f"{op_ref(m, m.operations[lv.op_indexes[0]])} would read the weights of {value(lv.value_to)} "
+             f"instead of {value(lv.value_from)} experts per call" for lv in levers if lv.unit == "experts"]
+    compute = [lv for lv in levers if lv.unit != "experts"]
+    if compute:
+        one = len(compute) == 1
+        parts.append(f"{_refs(m, compute)}, compute-bound, would do half {'its' if one else 'their'} FLOPs")
+    moe = m.operations[levers[0].op_indexes[0]].moe
+    assert moe is not None
+    return (f"Top-k: with top-{moe.topk // 2} instead of top-{moe.topk}, {joined(parts)}: {_worth(total)}. "
+            "It changes what the model computes, so it is a model-quality decision, not a serving setting.")
 
 
-def _parallel(m: MetricsOk, levers: list[Lever]) -> str:
-    lever = levers[0]
-    return (f"Parallelism: each call of {_refs(m, levers)} reads the weights of about {value(lever.value_from)} of "
-            f"{value(lever.value_to)} experts. Expert parallelism splits those reads across GPUs but adds an "
-            "all-to-all dispatch and combine per MoE layer; tensor parallelism splits them too (each GPU reads a "
-            "slice of every expert) and adds an all-reduce.")
+def _parallel(m: MetricsOk, levers: list[Lever], total: LeverSum) -> str:
+    by_count: dict[str, list[str]] = {}
+    for lv in levers:
+        by_count.setdefault(f"{value(lv.value_from)} of {value(lv.value_to)}", []).append(
+            op_ref(m, m.operations[lv.op_indexes[0]]))
+    reads = joined([f"about {k} experts for {joined(v)}" for k, v in by_count.items()])
+    return (f"Expert parallelism: each call reads the weights of {reads}. Split over two GPUs, each reads half "
+            f"of them: {_worth(total)} on each GPU, before the all-to-all dispatch and combine per MoE layer, "
+            "which this trace cannot show. Tensor parallelism splits the same reads and adds an all-reduce.")
 
 
-def _routing(m: MetricsOk, levers: list[Lever]) -> str:
-    parts = [f"about {value(lv.value_from)} of {m.operations[lv.op_indexes[0]].moe.num_experts} experts "  # type: ignore[union-attr]
-             f"for {op_ref(m, m.operations[lv.op_indexes[0]])}" for lv in levers]
-    return (f"Routing balance: the fastest calls read the weights of {joined(parts)}, see Routing and Load "
-            "Balance. Under expert parallelism the GPUs of the hot experts would carry more load: an expert-load "
-            "balancer (vLLM's EPLB, SGLang's EPLB fed by its expert-distribution recorder) or a router "
-            "load-balancing loss in training evens it.")
+def _routing(m: MetricsOk, levers: list[Lever], total: LeverSum) -> str:
+    parts = [f"{op_ref(m, m.operations[lv.op_indexes[0]])} up to {value(lv.value_from)}× the median call"
+             for lv in levers]
+    return (f"Routing balance: the slowest calls of {joined(parts)} take longer than reading every expert's "
+            f"weights, as when tokens pile on a few hot experts (see Routing and Load Balance). Calls at the "
+            f"median would save {_worth(total)}. An expert-load balancer (vLLM's or SGLang's EPLB) or a router "
+            "load-balancing loss evens the load; under expert parallelism the GPU holding the hot experts also "
+            "holds back the others.")
 
 
-def _fusion(m: MetricsOk, levers: list[Lever]) -> str:
+def _fusion(m: MetricsOk, levers: list[Lever], total: LeverSum) -> str:
     payoff = m.category_specific.fusion_payoff
     pairs = {p.up_op_index: p for p in (payoff.pipelines if payoff else [])}
     parts = []
@@ -107,101 +106,89 @@ def _fusion(m: MetricsOk, levers: list[Lever]) -> str:
     remedy = ("Fusing the activation into the up kernel's epilogue removes two thirds of such traffic; a "
               "one-kernel MoE keeps all of it on chip" if any("three times" in p for p in parts)
               else "Only a one-kernel MoE keeps it on chip")
-    return f"Fusion: {'; '.join(parts)}. {remedy}: {_total(levers)}."
+    return f"Fusion: {'; '.join(parts)}. {remedy}: {_worth(total)}."
 
 
-def _sibling(m: MetricsOk, levers: list[Lever]) -> str:
+def _sibling(m: MetricsOk, levers: list[Lever], total: LeverSum) -> str:
     parts = []
     for lv in levers:
         slow, fast = (m.operations[i] for i in lv.op_indexes[:2])
-        detail = ""
-        if slow.moe and fast.moe and slow.moe.bytes_per_call and fast.moe.bytes_per_call:
-            detail = (f", moving {num(slow.moe.bytes_per_call / fast.moe.bytes_per_call)}× its bytes in "
-                      f"{num((slow.time_ms / slow.count) / (fast.time_ms / fast.count))}× its time")
+        detail = (f", moving {num(lv.bytes_ratio)}× its bytes in {num(lv.time_ratio)}× its time"
+                  if lv.bytes_ratio is not None and lv.time_ratio is not None else "")
         parts.append(f"{op_ref(m, slow)} reaches {value(lv.value_from)} {lv.unit} against "
                      f"{value(lv.value_to)} {lv.unit} for its sibling {op_ref(m, fast)}{detail}")
     return (f"Sibling stages: {'; '.join(parts)}. Same tokens, same bound: at its sibling's rate the slower stage "
-            f"would save {_total(levers)}; tune its kernel configuration for this shape first.")
+            f"would save {_worth(total)}; tune its kernel configuration for this shape first.")
 
 
-def _fp8_compute(m: MetricsOk, levers: list[Lever]) -> str:
+def _fp8_compute(m: MetricsOk, levers: list[Lever], total: LeverSum) -> str:
     lever = levers[0]
-    ops = _ops(m, levers)
-    eff = ops[0].efficiency
-    spec = eff.substituted_compute_spec or eff.compute_spec or "matrix_bf16"  # the peak the op is rated against
-    fmt = ops[0].moe.weight_format if ops[0].moe else None
-    if fmt is None or fmt.bits > 8:
-        how = "FP8 weights and activations"
-    elif fmt.element.startswith("fp8"):
-        how = "FP8 activations, so the kernel computes on its FP8 weights directly,"
-    else:
-        how = "FP8 activations, with the low-bit weights converted to FP8 inside the kernel,"
-    return (f"FP8 compute: {_refs(m, levers)} {'is' if len(ops) == 1 else 'are'} compute-bound "
-            f"against the {peak(lever.value_from)} TFLOP/s {spoken(spec)} peak; this platform's FP8 peak is "
-            f"{peak(lever.value_to)} TFLOP/s. {how} at the same efficiency would save "
-            f"{_total(levers)}, where accuracy allows.")
+    paths = joined(list(dict.fromkeys(inline(lv.detail) for lv in levers if lv.detail)))
+    return (f"FP8 compute: {_refs(m, levers)} {_is(levers, m)} compute-bound in 16-bit against the "
+            f"{peak(lever.value_from)} TFLOP/s matrix peak, with FLOPs per byte above the ridge point of the "
+            f"{peak(lever.value_to)} TFLOP/s FP8 peak. {paths} at the same efficiency would save {_worth(total)}, "
+            "where accuracy allows.")
 
 
-def _fp8_weights(m: MetricsOk, levers: list[Lever]) -> str:
-    return (f"8-bit weights: {_refs(m, levers)} {'is' if len(_ops(m, levers)) == 1 else 'are'} memory-bound on "
-            f"{value(levers[0].value_from)}-bit weights; FP8 weights halve their bytes, {_total(levers)}, where "
-            "accuracy allows.")
+def _fp8_weights(m: MetricsOk, levers: list[Lever], total: LeverSum) -> str:
+    return (f"8-bit weights: {_refs(m, levers)} {_is(levers, m)} memory-bound on "
+            f"{value(levers[0].value_from)}-bit weights and stream{'s' if _is(levers, m) == 'is' else ''} at "
+            f"20% of the bandwidth or more, so time follows bytes; FP8 weights halve the weight bytes: "
+            f"{_worth(total)}, where accuracy allows.")
 
 
-def _padding(m: MetricsOk, levers: list[Lever]) -> str:
+def _padding(m: MetricsOk, levers: list[Lever], total: LeverSum) -> str:
     parts = []
     for op in _ops(m, levers):
         moe = op.moe
         assert moe is not None
         parts.append(f"{pct(moe.padding_waste_pct, 1)} of the rows of {op_ref(m, op)} "
                      f"({moe.padding_block_rows}-row blocks, {BLOCK_SOURCES[moe.padding_block_source or 'assumed']})")
-    return (f"Padding: under uniform routing an estimated {joined(parts)} are padding added to fill each "
-            f"expert's row blocks. These ops are compute-bound, so that share of their time is padded work: "
-            f"{_total(levers)}.")
+    return (f"Padding: under uniform routing an estimated {joined(parts)} {'is' if len(parts) == 1 else 'are'} "
+            f"padding added to fill each expert's row blocks. Compute-bound, that share of the time is padded "
+            f"work: {_worth(total)}.")
 
 
-def _row_block(m: MetricsOk, levers: list[Lever]) -> str:
+def _row_block(m: MetricsOk, levers: list[Lever], total: LeverSum) -> str:
     lever = levers[0]
     return (f"Row block: the fast calls of {_refs(m, levers)} stream their hot experts' weights once per "
             f"{value(lever.value_from)}-row block, more than once per expert (see Routing and Load Balance). A "
             f"{value(lever.value_to)}-row block when experts are hot holds each one's rows in one pass: "
-            f"{_total(levers)}.")
+            f"{_worth(total)}.")
 
 
-RENDER: dict[str, Callable[[MetricsOk, list[Lever]], str]] = {
+RENDER: dict[str, Callable[[MetricsOk, list[Lever], LeverSum], str]] = {
     "batching": _batching, "topk": _topk, "expert_parallel": _parallel, "routing_balance": _routing,
     "fusion": _fusion, "sibling_gap": _sibling, "fp8_compute": _fp8_compute, "fp8_weights": _fp8_weights,
     "padding": _padding, "row_block": _row_block,
 }
-
-
-def _worth(m: MetricsOk, levers: list[Lever], floor: float) -> bool:
-    if all(lv.saving_ms is None for lv in levers):
-        return _reach(m, levers) >= floor
-    return sum(lv.percent_of_total or 0.0 for lv in levers) >= floor
+GROUPS = (("serving", "**Path A — serving**", "- Nothing the trace supports in how the model is served."),
+          ("model", "**Model changes** (they change what the model computes)", None),
+          ("kernel", "**Path B — kernel**", "- Nothing the trace supports at the kernel level."))
 
 
 def optimisation_paths(m: MetricsOk, replay: "ReplayRef | None" = None) -> list[str]:
-    floor = float(m.options.get("lever_min_pct", 1.0))
-    kinds: dict[str, list[Lever]] = {}
-    for lever in m.category_specific.levers:
-        if lever.kind != "roofline_gap":
-            kinds.setdefault(lever.kind, []).append(lever)
-    worth = {kind: levers for kind, levers in kinds.items() if _worth(m, levers, floor)}
-    path_a = [RENDER[k](m, v) for k, v in worth.items() if k in PATH_A]
-    path_b = [RENDER[k](m, v) for k, v in worth.items() if k in PATH_B]
+    spec = m.category_specific
+    by_kind: dict[str, list[Lever]] = {}
+    for lever in spec.levers:
+        by_kind.setdefault(lever.kind, []).append(lever)
+    items: dict[str, list[str]] = {"serving": [], "model": [], "kernel": []}
+    for total in spec.lever_sums:
+        if total.recommended and total.kind in RENDER:
+            items[total.path].append(RENDER[total.kind](m, by_kind[total.kind], total))
     if m.category_findings:
         text = f"Roofline gaps: {joined([f'P{f.rank}' for f in m.category_findings])} under Recommendations."
         if replay is not None and replay.cases:
             text += f" {replay.sentence(m)}"
-        path_b.append(text)
-    lines = ["## Optimisation Paths", "", "**Path A — algorithmic/system**"]
-    lines += [f"- {item}" for item in path_a] or ["- Nothing the trace supports at the system level."]
-    lines += ["", "**Path B — kernel**"]
-    lines += [f"- {item}" for item in path_b] or ["- Nothing the trace supports at the kernel level."]
-    small = [f"{SMALL_NAMES[k]} ({pct(round(sum(lv.percent_of_total or 0.0 for lv in v), 2))})"
-             for k, v in kinds.items() if k not in worth and k in SMALL_NAMES]
+        items["kernel"].append(text)
+    lines = ["## Optimisation Paths"]
+    for path, heading, empty in GROUPS:
+        if items[path] or empty:
+            lines += ["", heading] + ([f"- {item}" for item in items[path]] or [empty or ""])
+    small = [f"{NAMES[t.kind]} ({pct(t.percent_of_total)})" for t in spec.lever_sums
+             if not t.recommended and t.kind in NAMES and t.percent_of_total is not None]
     if small:
+        floor = float(m.options.get("lever_min_pct", 1.0))
         lines += ["", f"Checked and worth less than {floor:g}% of GPU time, so not recommended here: {joined(small)}."]
     return lines
 

@@ -25,6 +25,8 @@ COMPARATIVE_COLUMNS = ("Operation", "Args (T1)", "Kernel Path", "Kernel Name", "
                        "Trace 2 Time (ms)", "Count (T1/T2)", "Difference (ms)", "FLOPS/Byte (T1)",
                        "Bound (T1)", "Change (trace 2)")
 MAX_DATA_ROWS = 10
+# Below this share of the bandwidth an op's time is not its bytes.
+LOW_STREAMING_PCT = 20
 
 
 def _op(m: MetricsOk, member: ImpactEstimate) -> Operation | None:
@@ -41,11 +43,13 @@ def _ops(m: MetricsOk, f: Finding) -> list[Operation]:
 
 
 def _share(m: MetricsOk, f: Finding) -> float | None:
-    """The finding's share of GPU time: its ops' shares as the table prints them, summed."""
-    if f.percent_of_total is not None:
-        return f.percent_of_total
-    shares = [op.percent_of_total for op in (_op(m, x) for x in f.members) if op is not None]
-    return round(sum(s for s in shares if s is not None), 2) if shares else None
+    """The finding's share of GPU time, as the engine summed it."""
+    return f.percent_of_total
+
+
+def _anomalous(m: MetricsOk, f: Finding) -> bool:
+    top = _top(m, f)
+    return top is not None and top.efficiency.is_anomaly
 
 
 def _heuristic(f: Finding) -> bool:
@@ -57,17 +61,19 @@ def _title_pct(value: float) -> str:
 
 
 def _trace_times(m: MetricsOk, f: Finding) -> tuple[float | None, float | None]:
-    ops = [_op(m, x) for x in f.members]
-    if not ops or any(op is None or op.t2_time_ms is None for op in ops):
-        return None, None
-    return (round(sum(op.time_ms for op in ops if op), 3),
-            round(sum(op.t2_time_ms for op in ops if op and op.t2_time_ms is not None), 3))
+    return f.trace1_time_ms, f.trace2_time_ms
 
 
-def _speed(t1: float | None, t2: float | None) -> str:
-    if t1 is None or t2 is None or not t1:
-        return DASH
-    return change((t1 - t2) / t1 * 100)
+def _speed(f: Finding) -> str:
+    return change(f.speedup_pct)
+
+
+def _efficiency(m: MetricsOk, f: Finding) -> float | None:
+    """One op: its own figure, as its table row prints it; several: the time-weighted one."""
+    top = _top(m, f)
+    if f.member_count == 1 and top is not None:
+        return top.efficiency.efficiency_percent
+    return f.efficiency_pct
 
 
 def title(m: MetricsOk, f: Finding) -> str:
@@ -79,10 +85,11 @@ def title(m: MetricsOk, f: Finding) -> str:
         return f"MoE op {name} {what} at {_title_pct(_share(m, f) or 0.0)} of GPU time"
     lead = f"{(f.bound_type or '').capitalize()}-bound MoE kernel{'' if one else 's'}"
     if m.comparison_scope == "comparative":
-        speed = _speed(*_trace_times(m, f))
+        speed = _speed(f)
         return f"{lead} {speed} in trace 2" if speed != DASH else f"{lead} differ between traces"
     resource = {"memory": "HBM bandwidth", "compute": "peak compute"}.get(f.bound_type or "", "roofline")
-    return f"{lead} at {_title_pct(f.efficiency_pct)} of {resource}" if f.efficiency_pct is not None else lead
+    eff = _efficiency(m, f)
+    return f"{lead} at {_title_pct(eff)} of {resource}" if eff is not None else lead
 
 
 def _suffix(f: Finding) -> str:
@@ -102,19 +109,19 @@ def _insight(m: MetricsOk, f: Finding) -> str:
         name = code(f.members[0].operation, limit=70) if f.members else "This op"
         if top is not None and top.efficiency.is_anomaly:
             return (f"{name} takes {pct(_share(m, f))} of GPU time; its {pct(top.efficiency.roofline_efficiency_percent)} "
-                    "of roofline is above the 110% anomaly threshold, so its impact is estimated from its "
-                    "share of GPU time.")
+                    f"of roofline is above the {value(m.options.get('anomaly_pct', 110))}% anomaly threshold, so "
+                    "its impact is estimated from its share of GPU time.")
         return f"{name} takes {pct(_share(m, f))} of GPU time and has no performance model."
     if m.comparison_scope == "comparative":
         t1, t2 = _trace_times(m, f)
         these = "this MoE kernel" if f.member_count == 1 else f"these {f.member_count} MoE kernels"
-        return f"Trace 2 runs {these} {_speed(t1, t2)} ({num(t1, 3)} ms in trace 1, {num(t2, 3)} ms in trace 2)."
+        return f"Trace 2 runs {these} {_speed(f)} ({num(t1, 3)} ms in trace 1, {num(t2, 3)} ms in trace 2)."
     eff = top.efficiency if top else None
     peak_text = (f"{peak(eff.resolved_peak_hbm_bw)} TB/s" if f.bound_type == "memory"
                  else f"{peak(eff.resolved_peak_maf)} TFLOPS") if eff else DASH
     subject = (f"This {bound_label(f.bound_type)} MoE kernel reaches" if f.member_count == 1
                else f"These {f.member_count} {bound_label(f.bound_type)} MoE kernels reach")
-    return (f"{subject} {pct(f.efficiency_pct)} of the {peak_text} peak and take{'s' if f.member_count == 1 else ''} "
+    return (f"{subject} {pct(_efficiency(m, f))} of the {peak_text} peak and take{'s' if f.member_count == 1 else ''} "
             f"{num(f.time_ms, 3)} ms, {pct(_share(m, f))} of GPU time.")
 
 
@@ -132,10 +139,21 @@ def _action(m: MetricsOk, f: Finding, replayed: frozenset[int]) -> str:
                 "settings) and adopt it.")
     if f.bound_type == "compute":
         return (f"Tune tile shapes and pipelining against the {peak(top.efficiency.resolved_peak_maf if top else None)} "
-                "TFLOPS matrix peak; the kernels are compute-bound, so batching more tokens will not help.")
-    text = "Raise its achieved bandwidth: tune the kernel configuration"
-    if moe is not None:
-        text += f" for {tokens(moe.tokens_per_active_expert)} per expert read"
+                f"TFLOPS matrix peak; {'the kernel is' if f.member_count == 1 else 'the kernels are'} compute-bound, so "
+                "batching more tokens will not help.")
+    one = f.member_count == 1
+    text = f"Raise {'its' if one else 'their'} achieved bandwidth: tune the kernel configuration"
+    per_read: dict[str, list[str]] = {}
+    for op in _ops(m, f):
+        if op.moe is not None:
+            per_read.setdefault(tokens(op.moe.tokens_per_active_expert), []).append(
+                f"{role_label(op)}, {phase_label(op.moe.phase)}")
+    if len(per_read) == 1:
+        text += f" for {next(iter(per_read))} per expert read"
+    elif per_read:
+        text += " for the tokens each expert read serves: " + "; ".join(
+            f"{count_} for the {' and '.join(dict.fromkeys(where))} op{'s' if len(where) > 1 else ''}"
+            for count_, where in per_read.items())
     if f.members and f.members[0].op_index in replayed:
         return text + ", starting from its replay case (Optimisation Paths, Path B)."
     return text + "."
@@ -149,7 +167,13 @@ def _card(m: MetricsOk, f: Finding, replayed: frozenset[int]) -> list[str]:
              f"<!-- impact-begin kind=p_item low={low} mid={mid} high={high} -->",
              f"**Impact**: impact_score: {mid} (% of end-to-end GPU time, range {low}–{high})",
              "<!-- impact-end -->"]
-    if _heuristic(f):
+    if _heuristic(f) and _anomalous(m, f):
+        top = _top(m, f)
+        assert top is not None
+        lines.append(f"> **Warning — estimated:** Its roofline figure ({pct(top.efficiency.roofline_efficiency_percent)}) "
+                     "is anomalous, above the anomaly threshold; impact is derived from its E2E GPU-time share "
+                     f"({pct(_share(m, f))}), not a gap projection.")
+    elif _heuristic(f):
         lines.append("> **Warning — estimated:** No performance model for this op; impact is derived from its "
                      f"E2E GPU-time share ({pct(_share(m, f))}), not a gap projection.")
     return lines
@@ -199,8 +223,9 @@ def _identification(m: MetricsOk, f: Finding) -> str:
         if f.library not in ("Unknown", "Mixed"):
             text += f" from the {inline(f.library)} library"
     if top is not None and top.implementation:
-        roles = list(dict.fromkeys(role_label(op) for op in _ops(m, f)))
-        text += f" ({top.implementation}, {' and '.join(roles)})"
+        roles = list(dict.fromkeys(
+            role_label(op) + (f", {phase_label(op.moe.phase)}" if op.moe else "") for op in _ops(m, f)))
+        text += f" ({top.implementation}: {' and '.join(roles)})"
     if top is not None and top.module_chain:
         text += ", called from " + chain_text(top.module_chain)
     return f"**Identification:** {text}. (source: category_findings, operations[].efficiency, operations[].moe)"
@@ -223,8 +248,7 @@ def _reasoning(m: MetricsOk, f: Finding) -> str:
         return (f"{label} The largest op makes {top.count} calls in trace 1 and {count(top.count_trace2)} in "
                 f"trace 2, {work}. Trace 2 spends {num(t2, 3)} ms where trace 1 spends {num(t1, 3)} ms.")
     eff = top.efficiency
-    ridge = (num(eff.resolved_peak_maf / eff.resolved_peak_hbm_bw) if eff.resolved_peak_maf and
-             eff.resolved_peak_hbm_bw else DASH)
+    ridge = num(eff.ridge_flops_per_byte)
     subject = "The kernel" if f.member_count == 1 else "The largest kernel"
     if f.bound_type == "compute":
         return (f"{label} {subject} does {num(eff.flops_per_byte)} FLOP per byte, above the ridge point of "
@@ -236,8 +260,21 @@ def _reasoning(m: MetricsOk, f: Finding) -> str:
         text += (f" At {moe.num_tokens} tokens and top-{moe.topk} of {moe.num_experts} experts, each call reads "
                  f"the weights of about {value(moe.active_experts.expected)} experts for "
                  f"{tokens(moe.tokens_per_active_expert)} each on average.")
-    return (text + f" {subject} does {num(eff.flops_per_byte)} FLOP per byte against a ridge point of {ridge} "
-            f"and streams at {pct(eff.efficiency_percent)} of the {peak(eff.resolved_peak_hbm_bw)} TB/s peak.")
+    text += (f" {subject} does {num(eff.flops_per_byte)} FLOP per byte against a ridge point of {ridge} "
+             f"and streams at {pct(eff.efficiency_percent)} of the {peak(eff.resolved_peak_hbm_bw)} TB/s peak.")
+    return text + _why_low(top)
+
+
+def _why_low(op: Operation) -> str:
+    """Far below the bandwidth, time is per expert, not per byte: say how much."""
+    moe, eff = op.moe, op.efficiency.efficiency_percent
+    low = float(LOW_STREAMING_PCT)
+    if moe is None or eff is None or eff >= low or not moe.us_per_active_expert or not moe.expert_stream_us_at_peak:
+        return ""
+    return (f" At {pct(eff, 0)} a call spends about {value(moe.us_per_active_expert)} µs per active expert, where "
+            f"reading one expert's weights at the peak takes {value(moe.expert_stream_us_at_peak)} µs: the time "
+            "goes to per-expert work (launching and finishing its row blocks, small tiles, synchronisation), "
+            "not to bytes.")
 
 
 def _resolution(m: MetricsOk, f: Finding) -> str:

@@ -34,11 +34,15 @@ def _shape_line(m: MetricsOk, ops: list[Operation]) -> str:
     assert moe is not None
     names = joined([op_ref(m, op) for op in ops])
     act = inline(label(moe.input_dtype) or "unknown")
+    if moe.activation_quant:
+        act += f" activations quantised to {inline(moe.activation_quant)} inside the kernel"
+    else:
+        act += " activations"
     active = moe.active_experts.expected
     active_text = (f"all {moe.num_experts} experts" if active == moe.num_experts
                    else f"{value(active)} of {moe.num_experts} experts")
     return (f"**M={moe.num_tokens}, K={moe.hidden_dim}, N={moe.inter_dim}, E={moe.num_experts}, "
-            f"top-{moe.topk}** for {names}: {_weights(moe)}, {act} activations; under uniform routing "
+            f"top-{moe.topk}** for {names}: {_weights(moe)}, {act}; under uniform routing "
             f"{active_text} active per call, serving {tokens(moe.tokens_per_active_expert)} each on average.")
 
 
@@ -124,7 +128,8 @@ def _evidence_line(m: MetricsOk, op: Operation) -> str | None:
     if skew.implied_passes is None:
         return None
     if skew.direction == "fewer_experts":
-        return f"- {name}: {_spread(skew)}. {sentence_case(_passes_text(moe))}.{over} {_experts_text(m, op)}"
+        return (f"- {name}: {_spread(skew)}. {sentence_case(_passes_text(moe))}.{over} {_experts_text(m, op)} "
+                f"{BALANCE}")
     if skew.direction == "slow_tail":
         return (f"- {name}: {_spread(skew)}. {sentence_case(_passes_text(moe))}: the slowest calls make more "
                 "passes than uniform routing allows, tokens piled on hot experts (several row blocks each) or "
@@ -132,9 +137,40 @@ def _evidence_line(m: MetricsOk, op: Operation) -> str | None:
     return f"- {name}: {_spread(skew)}. {sentence_case(_passes_text(moe))}: the spread fits uniform routing.{over}"
 
 
+# Concentrated routing on one GPU: the calls that read fewer experts are the fast ones.
+BALANCE = ("On this GPU those calls are the fast ones, so evening the routing out would not speed them up; balance "
+           "pays under expert parallelism, where the GPU holding the hot experts sets the pace.")
+
+
 def sentence_case(text: str) -> str:
     """A clause started as a sentence."""
     return text[:1].upper() + text[1:]
+
+
+def _interval_line(m: MetricsOk, op: Operation) -> str | None:
+    moe = op.moe
+    eff = op.efficiency.roofline_efficiency_percent
+    if moe is None or moe.efficiency_interval is None or eff is None or eff > 100:
+        return None  # above 100% the routing evidence says what the calls read
+    low, high = moe.efficiency_interval.low, moe.efficiency_interval.high
+    if low == high:
+        return None
+    return (f"- {op_ref(m, op)}: if its calls read the weights of {moe.active_experts.low} experts (the fewest "
+            f"top-{moe.topk} allows) its efficiency would be {pct(low)}, if {moe.active_experts.high}, {pct(high)}; "
+            f"the table's {pct(op.efficiency.roofline_efficiency_percent)} assumes uniform routing.")
+
+
+def _padding_line(m: MetricsOk, ops: list[Operation]) -> str | None:
+    """Decode padding: rows issued for nothing while the call waits on weight reads."""
+    moe = ops[0].moe
+    if (moe is None or moe.phase != "decode" or not moe.padding_waste_pct or not moe.padding_block_rows
+            or moe.padding_block_source in (None, "assumed")):
+        return None
+    source = {"kernel_name": "from the kernel name", "launch_args": "from the launch arguments",
+              "documented_default": "the implementation's default"}[moe.padding_block_source]
+    return (f"- Padding: in {moe.padding_block_rows}-row blocks ({source}) an estimated "
+            f"{pct(moe.padding_waste_pct, 1)} of the rows these calls issue are padding under uniform routing. "
+            "At this bound they cost matrix work, not weight reads, so they do not set the time.")
 
 
 def _scales_line(m: MetricsOk, ops: list[Operation]) -> str | None:
@@ -167,7 +203,10 @@ def routing(m: MetricsOk, max_ops: int) -> list[str]:
     for ops in groups.values():
         lines += [_shape_line(m, ops), ""]
         body = [line for op in ops if op.efficiency.bound_type == "memory"
-                for line in [_evidence_line(m, op)] if line]
+                for line in [_evidence_line(m, op), _interval_line(m, op)] if line]
+        padding = _padding_line(m, ops)
+        if padding and ops[0].efficiency.bound_type == "memory":
+            body.append(padding)
         scales = _scales_line(m, [op for op in ops if op.efficiency.bound_type == "memory"])
         if scales:
             body.append(scales)

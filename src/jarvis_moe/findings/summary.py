@@ -46,6 +46,19 @@ def efficiency_cell(op: Operation) -> str:
     return f"{eff.efficiency_percent:.2f}% of {peak(eff.resolved_peak_maf)} TFLOPS"
 
 
+def _compute_peaks(m: MetricsOk) -> str:
+    """The matrix peaks the listed ops are rated against, by dtype (the bf16 one when none is)."""
+    used: dict[str, float] = {}
+    for op in m.operations:
+        eff = op.efficiency
+        spec = eff.substituted_compute_spec or eff.compute_spec
+        if spec and spec.startswith("matrix_") and eff.resolved_peak_maf is not None:
+            used.setdefault(spec.partition("_")[2], eff.resolved_peak_maf)
+    if not used:
+        return f"{peak(m.category_specific.peak_maf_tflops)} TFLOP/s for bf16"
+    return joined([f"{peak(v)} TFLOP/s for {inline(k)}" for k, v in sorted(used.items(), key=lambda kv: kv[1])])
+
+
 def overview(m: MetricsOk, plot_name: str | None, layers: str | None = None) -> list[str]:
     spec = m.category_specific
     comparative = m.comparison_scope == "comparative"
@@ -60,20 +73,26 @@ def overview(m: MetricsOk, plot_name: str | None, layers: str | None = None) -> 
                  f"{plural(m.operations_total, 'signature')} ({CATEGORY_LABELS.get(m.category, 'MoE kernels')})"
                  f"{share or '.'}")
     platform = inline(m.platform) if m.platform else "unknown platform"
-    lines.append(f"- Platform: {platform}; matrix compute {peak(spec.peak_maf_tflops)} TFLOP/s for bf16 "
-                 f"(a maximum achievable figure), HBM bandwidth {peak(spec.peak_hbm_bw_tbs)} TB/s "
-                 "(the datasheet peak). Savings below assume both reachable: they are upper bounds.")
-    substituted: dict[tuple[str, str, float | None], list[str]] = {}
+    lines.append(f"- Platform: {platform}; matrix compute {_compute_peaks(m)} (a maximum achievable figure), HBM "
+                 f"bandwidth {peak(spec.peak_hbm_bw_tbs)} TB/s (the datasheet peak). Savings below assume both "
+                 "reachable: they are upper bounds.")
+    substituted: dict[tuple[str | None, str, str, float | None], list[str]] = {}
     for op in m.operations:
         eff = op.efficiency
-        if eff.substituted_compute_spec and eff.compute_spec:
-            key = (eff.compute_spec, eff.substituted_compute_spec, eff.resolved_peak_maf)
+        if eff.substituted_compute_spec and (eff.compute_spec or eff.peak_basis == "kernel_name"):
+            key = (eff.peak_basis, eff.compute_spec or "", eff.substituted_compute_spec, eff.resolved_peak_maf)
             substituted.setdefault(key, []).append(op_ref(m, op))
-    for (spec_name, used, value), refs in substituted.items():
-        lines.append(f"- {platform} has no {spoken(spec_name)} peak: {joined(list(dict.fromkeys(refs)))} "
-                     f"{'is' if len(refs) == 1 else 'are'} rated against its {spoken(used)} peak "
-                     f"({peak(value)} TFLOP/s), the dtype of the activations, as the kernels compute on "
-                     "dequantised weights; weight bytes are counted as stored.")
+    for (basis, spec_name, used, value), refs in substituted.items():
+        refs = list(dict.fromkeys(refs))
+        verb = "is" if len(refs) == 1 else "are"
+        if basis == "kernel_name":
+            given = f", not the {spoken(spec_name)} peak of the Compute Spec" if spec_name else ""
+            lines.append(f"- {joined(refs)} {verb} rated against the {spoken(used)} peak ({peak(value)} TFLOP/s): "
+                         f"the kernel names say the products are taken in {inline(used.partition('_')[2])}{given}.")
+            continue
+        lines.append(f"- {platform} has no {spoken(spec_name)} peak: {joined(refs)} {verb} rated against its "
+                     f"{spoken(used)} peak ({peak(value)} TFLOP/s), the dtype of the activations, as the kernels "
+                     "compute on dequantised weights; weight bytes are counted as stored.")
     split = spec.phase_split
     parts = [(label, ms) for label, ms in (("decode-like", split.decode_ms), ("prefill-like", split.prefill_ms),
                                           ("of unknown shape", split.unknown_ms)) if ms]
