@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from jarvis_moe.metrics_implementation import ImplementationCheck
+
 Bound = Literal["compute", "memory"]
 Kind = Literal["fused", "up", "down"]
 
@@ -141,6 +143,7 @@ class MoeFigures(Model):
     padding_time_pct: float | None
     phase: Literal["decode", "prefill"]
     skew: RoutingEvidence
+    implementation_check: ImplementationCheck
     activation_quant: str | None = None
     us_per_active_expert: float | None = None
     expert_stream_us_at_peak: float | None = None

@@ -71,7 +71,8 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping
     listed = list(range(min(figures.height, cap)))
     listed += sorted({i for g in groups for i in g["members"]} - set(listed))
     position = {idx: pos for pos, idx in enumerate(listed)}
-    ctx = Context(peak_tbs=meta.peak_hbm_bw_tbs, noise=measurement_noise(options), options=options)
+    ctx = Context(peak_tbs=meta.peak_hbm_bw_tbs, noise=measurement_noise(options), options=options,
+                  platform=meta.platform)
     max_chain = int(options["max_call_chain_ops"])
     items = prepare(report_rows(figures, inputs.frame, listed))
     operations = [operation(item, moe, scope=scope, with_call_chain=pos < max_chain)

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 from jarvis_moe.engine import dtypes, moe_model
 from jarvis_moe.engine import routing_evidence as rev
 from jarvis_moe.engine.families import Family, activation_fused, block_from_kernels, block_from_launch
+from jarvis_moe.engine.implementation_check import implementation_check
 from jarvis_moe.engine.routing_evidence import Durations, Evidence, Rules
 from jarvis_moe.engine.shapes import Shape
 from jarvis_moe.engine.weights import weight_format
@@ -22,11 +23,12 @@ from jarvis_moe.metrics import ActiveExperts, Interval, MoeFigures, RoutingEvide
 
 @dataclass(frozen=True)
 class Context:
-    """What every op's MoE figures need from the run: peaks, noise, options."""
+    """What every op's MoE figures need from the run: peaks, noise, options, platform."""
 
     peak_tbs: float
     noise: float  # relative measurement noise, see routing_evidence
     options: Mapping[str, Any]
+    platform: str | None = None  # the metadata's platform name, for the implementation check
 
     def rules(self) -> Rules:
         o = self.options
@@ -210,6 +212,7 @@ def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: S
         activation_quant=activation_quant(fmt, kernels) if dtypes.label(shape.input_dtype) in ("bf16", "fp16") else None,
         us_per_active_expert=rounded(mean_us / expected, 1) if mean_us else None,
         expert_stream_us_at_peak=round(moe_model.expert_bytes(cost) / (ctx.peak_tbs * 1e6), 2),
+        implementation_check=implementation_check(family, shape, fmt, ctx.platform),
     )
     return Reading(figures, cost, t, found, family.implementation, ctx.peak_tbs, over_warn)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from jarvis_moe.findings.implementation import implementation_lines
 from jarvis_moe.findings.summary import op_ref
 from jarvis_moe.findings.text import code, inline, joined, num, pct, peak, plural, tokens, value
 from jarvis_moe.metrics import Lever, LeverSum, MetricsOk, Operation
@@ -181,6 +182,7 @@ def optimisation_paths(m: MetricsOk, replay: "ReplayRef | None" = None) -> list[
         if replay is not None and replay.cases:
             text += f" {replay.sentence(m)}"
         items["kernel"].append(text)
+    items["kernel"] += implementation_lines(m)
     lines = ["## Optimisation Paths"]
     for path, heading, empty in GROUPS:
         if items[path] or empty:
