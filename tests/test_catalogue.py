@@ -14,6 +14,7 @@ import copy
 import tomllib
 from collections import Counter
 from importlib import resources
+from pathlib import Path
 
 import pytest
 from hypothesis import given, strategies as st
@@ -205,3 +206,14 @@ def test_format_keys_follow_the_weight_formats():
     assert format_key(weight_format(ck, "c10::BFloat16", [])) == "bf16"
     assert format_key(weight_format(BY_KEY["vllm_gptq_awq_up"], "unsigned char", [])) == "int4_group"
     assert format_key(weight_format(BY_KEY["triton_matmul_ogs_up"], "FP4", [])) == "mxfp4"
+
+
+def test_the_documentation_lists_every_row_and_switch():
+    doc = (Path(__file__).parents[1] / "docs" / "implementations.md").read_text(encoding="utf-8")
+    book = catalogue()
+    for row in book.rows:
+        assert f"`{row.id}`" in doc, row.id
+        for alt in row.alternatives:
+            assert f"`{alt.enable}`" in doc, alt.enable
+    for key, path in book.tuning.items():
+        assert f"`{key}`" in doc and f"`{path.how}`" in doc, key
