@@ -77,8 +77,8 @@ def test_run_json_summary(run_jarvis, fixture_copy, tmp_path):
 
 
 def test_run_json_reports_bad_input_with_its_exit_code(run_jarvis, fake_site, good_plugin, output_dir, tmp_path):
-    fake_site.add("fake-own", good_plugin("own_cat", marker="own",
-                                          result="SimpleNamespace(status='ERROR', message='row 3: no name')"))
+    result = "SimpleNamespace(status='ERROR', message='row 3: no name', warnings=['row 4 too'])"
+    fake_site.add("fake-own", good_plugin("own_cat", marker="own", result=result))
 
     completed = run_jarvis("run", str(output_dir), "--json", cwd=tmp_path,
                            env=fake_site.env(JARVIS_LOAD_PLUGINS="fake-own"))
@@ -86,6 +86,20 @@ def test_run_json_reports_bad_input_with_its_exit_code(run_jarvis, fake_site, go
     assert completed.returncode == 2
     [entry] = json.loads(completed.stdout)["categories"]
     assert (entry["status"], entry["message"], entry["exit_code"]) == ("ERROR", "row 3: no name", 2)
+    assert entry["warnings"] == ["row 4 too"]
+    # stderr tells the same as in text mode.
+    assert completed.stderr == "jarvis: warning: own_cat: row 4 too\n"
+
+
+def test_run_json_still_points_a_bug_at_jarvis_debug(run_jarvis, fake_site, good_plugin, output_dir, tmp_path):
+    fake_site.add("fake-own", good_plugin("own_cat", marker="own", result="1 / 0"))
+
+    completed = run_jarvis("run", str(output_dir), "--json", cwd=tmp_path,
+                           env=fake_site.env(JARVIS_LOAD_PLUGINS="fake-own"))
+
+    assert completed.returncode == 1
+    assert json.loads(completed.stdout)["categories"][0]["internal_error"] is True
+    assert "rerun with JARVIS_DEBUG=1" in completed.stderr and "Traceback" not in completed.stderr
 
 
 def test_config_named_by_the_environment_is_said(run_jarvis, output_dir, tmp_path):

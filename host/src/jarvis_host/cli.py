@@ -20,7 +20,7 @@ from jarvis_host import __version__, exits
 from jarvis_host.category import SCOPES
 from jarvis_host.config import CategorySettings, ConfigError, locate_config, settings_at
 from jarvis_host.plugins import PluginConflictError, Registry, load_registry
-from jarvis_host.runner import UsageError, exit_code, report, resolve_scope, run_categories
+from jarvis_host.runner import UsageError, report, resolve_scope, run_categories
 
 USER_ERRORS = (ConfigError, PluginConflictError, UsageError)
 
@@ -128,7 +128,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "output_dir": str(args.output_dir),
         "config": {"path": None if location.path is None else str(location.path), "origin": location.origin},
         "comparison_scope": scope,
-        "exit_code": exit_code(outcomes),
+        "exit_code": report(outcomes, as_json=True),
         "categories": [outcome.as_json() for outcome in outcomes],
     }
     print(json.dumps(summary, indent=2))

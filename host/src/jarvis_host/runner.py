@@ -234,18 +234,20 @@ def exit_code(outcomes: Iterable[CategoryOutcome]) -> int:
     return exits.BAD_INPUT if exits.BAD_INPUT in codes else exits.OK
 
 
-def report(outcomes: Sequence[CategoryOutcome], prog: str = "jarvis") -> int:
-    """Print a run: per category a status line and the files it wrote on stdout,
-    notes and warnings on stderr.
+def report(outcomes: Sequence[CategoryOutcome], prog: str = "jarvis", *, as_json: bool = False) -> int:
+    """Print a run on stdout, and its notes and warnings on stderr.
 
     :param outcomes: the outcomes of :func:`run_categories`.
-    :param prog: program name that prefixes warnings.
+    :param prog: program name that prefixes notes and warnings.
+    :param as_json: print nothing on stdout (the caller prints a JSON summary);
+        stderr gets the same lines either way.
     :return: the exit code of the run (see :func:`exit_code`).
     """
     for outcome in outcomes:
-        print(outcome.summary())
-        for path in outcome.result.outputs if outcome.result is not None else ():
-            print(f"    wrote {path}")
+        if not as_json:
+            print(outcome.summary())
+            for path in outcome.result.outputs if outcome.result is not None else ():
+                print(f"    wrote {path}")
         if outcome.note:
             print(f"{prog}: note: {outcome.name}: {outcome.note}", file=sys.stderr)
         for warning in outcome.result.warnings if outcome.result is not None else ():
