@@ -15,6 +15,7 @@ import pytest
 
 from conformance.check_findings import check
 from jarvis_moe.findings import ReplayRef, render
+from jarvis_moe.replay.ref import ReplayCaseRef
 from jarvis_moe.findings.check import verify_findings
 from jarvis_moe.run import analyse
 from samples import (
@@ -352,7 +353,7 @@ def test_an_action_points_at_a_replay_case_only_when_one_was_written():
     metrics = fixture_metrics(GPT_OSS_DECODE)
     without = section(render(metrics), "Recommendations")
     assert "replay case" not in without
-    with_replay = section(render(metrics, replay=ReplayRef("category_findings/x.py", [(1, 0, "PyTorch reference")])),
+    with_replay = section(render(metrics, replay=ReplayRef("category_findings/x.py", (ReplayCaseRef(1, 0, "torch"),))),
                           "Recommendations")
     actions = [line for line in with_replay.splitlines() if line.startswith("**Action**")]
     assert "starting from its replay case" in actions[0] and "replay case" not in actions[1]

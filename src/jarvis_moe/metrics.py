@@ -174,6 +174,7 @@ class Operation(Model):
     launcher_path: str
     kernel_name: str
     kernel_name_trunc: str
+    kernels: list[str] = []  # the kernels the op launches, one raw name each, in launch order
     module_chain: list[str]
     call_chain: list[Any] | None = None
     warnings: list[str]

@@ -135,7 +135,7 @@ def operation(item: Listed, moe: MoeFigures | None, *, scope: str, with_call_cha
         implementation=item.family.implementation if item.family else None,
         launcher_path=_as_cell(trace_text.launcher_path(
             row.get("entry_point"), [m for m in chain if trace_text.display_text(m)], row["library"])),
-        kernel_name=kernel_name, kernel_name_trunc=_as_cell(kernel_trunc), module_chain=chain,
+        kernel_name=kernel_name, kernel_name_trunc=_as_cell(kernel_trunc), kernels=kernels, module_chain=chain,
         call_chain=list(item.call_stack) if with_call_chain else None,
         warnings=warnings, moe=moe, ex_uid=row.get("ex_UID"),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from jarvis_moe.findings import advice, cards, routing, summary
-from jarvis_moe.findings.advice import ReplayRef
+from jarvis_moe.replay.ref import ReplayRef
 from jarvis_moe.findings.text import code, inline, joined, sentence
 from jarvis_moe.metrics import MetricsError, MetricsNoData, MetricsOk
 
@@ -93,7 +93,7 @@ def render(m: MetricsOk | MetricsNoData | MetricsError, plot_name: str | None = 
         [TITLE], summary.overview(m, plot_name, routing.layer_line(m)), summary.operations(m, rows),
         routing.routing(m, rows),
         routing.layer_structure(m, rows), advice.optimisation_paths(m, replay), _warnings(m), _limits(m),
-        cards.recommendations(m, frozenset(index for _, index, _ in replay.cases) if replay else frozenset()),
+        cards.recommendations(m, replay.op_indexes() if replay else frozenset()),
         cards.detailed_analysis(m),
     ]
     return "\n\n".join("\n".join(p).strip("\n") for p in parts if p) + "\n"

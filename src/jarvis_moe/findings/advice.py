@@ -18,6 +18,7 @@ from jarvis_moe.findings.implementation import implementation_lines
 from jarvis_moe.findings.summary import op_ref
 from jarvis_moe.findings.text import code, inline, joined, num, pct, peak, plural, tokens, value
 from jarvis_moe.metrics import Lever, LeverSum, MetricsOk, Operation
+from jarvis_moe.replay.ref import ReplayRef
 
 NAMES = {"row_block": "a larger row block", "batching": "larger batches", "topk": "halving top-k", "expert_parallel": "expert parallelism",
          "routing_balance": "evening out the routing", "fusion": "fusing the pipeline",
@@ -168,7 +169,7 @@ GROUPS = (("serving", "**Path A — serving**", "- Nothing the trace supports in
           ("kernel", "**Path B — kernel**", "- Nothing the trace supports at the kernel level."))
 
 
-def optimisation_paths(m: MetricsOk, replay: "ReplayRef | None" = None) -> list[str]:
+def optimisation_paths(m: MetricsOk, replay: ReplayRef | None = None) -> list[str]:
     spec = m.category_specific
     by_kind: dict[str, list[Lever]] = {}
     for lever in spec.levers:
@@ -180,7 +181,7 @@ def optimisation_paths(m: MetricsOk, replay: "ReplayRef | None" = None) -> list[
     if m.category_findings:
         text = f"Roofline gaps: {joined([f'P{f.rank}' for f in m.category_findings])} under Recommendations."
         if replay is not None and replay.cases:
-            text += f" {replay.sentence(m)}"
+            text += f" {_replay_sentence(m, replay)}"
         items["kernel"].append(text)
     items["kernel"] += implementation_lines(m)
     lines = ["## Optimisation Paths"]
@@ -195,22 +196,19 @@ def optimisation_paths(m: MetricsOk, replay: "ReplayRef | None" = None) -> list[
     return lines
 
 
-class ReplayRef:
-    """The replay artifact written with a run, for Path B: script path and (case, op index, backend)."""
+# How Path B names where a replay case runs, by backend key.
+_LIBRARY_NAMES = {"vllm": "vLLM", "sglang": "SGLang", "aiter": "AITER", "triton": "Triton"}
 
-    def __init__(self, script: str, cases: list[tuple[int, int, str]]) -> None:
-        self.script = script
-        self.cases = cases
 
-    def sentence(self, m: MetricsOk) -> str:
-        by_backend: dict[str, list[str]] = {}
-        for case, index, backend in self.cases:
-            by_backend.setdefault(backend, []).append(f"case {case} for {op_ref(m, m.operations[index])}")
-        runs = []
-        for backend, cases in by_backend.items():
-            where = ("the script's PyTorch reference, as no library entry point reproduces this kernel"
-                     if backend == "PyTorch reference" else
-                     f"{backend}'s own MoE kernels when installed, else the script's PyTorch reference")
-            runs.append(f"{joined(cases)} on {where}")
-        return (f"The replay script {code(self.script)} reruns ops on a GPU with the trace's shapes and "
-                f"prints their roofline %: {'; '.join(runs)}.")
+def _replay_sentence(m: MetricsOk, replay: ReplayRef) -> str:
+    by_backend: dict[str, list[str]] = {}
+    for ref in replay.cases:
+        by_backend.setdefault(ref.backend, []).append(f"case {ref.case} for {op_ref(m, m.operations[ref.op_index])}")
+    runs = []
+    for backend, cases in by_backend.items():
+        where = ("the script's PyTorch reference, as no library entry point reproduces this kernel"
+                 if backend not in _LIBRARY_NAMES else
+                 f"{_LIBRARY_NAMES[backend]}'s own MoE kernels when installed, else the script's PyTorch reference")
+        runs.append(f"{joined(cases)} on {where}")
+    return (f"The replay script {code(replay.script)} reruns ops on a GPU with the trace's shapes and "
+            f"prints their roofline %: {'; '.join(runs)}.")

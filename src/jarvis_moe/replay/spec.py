@@ -17,36 +17,39 @@ from importlib import resources
 from jarvis_moe import __version__
 from jarvis_moe.engine import dtypes
 from jarvis_moe.engine.families import BY_KEY
-from jarvis_moe.findings.advice import ReplayRef
 from jarvis_moe.metrics import MetricsOk, Operation
+from jarvis_moe.replay.ref import ReplayCaseRef, ReplayRef
 
 FORMAT = "jarvis-moe-replay/1"
-_WEIGHTS = {"MXFP4": "mxfp4", "NVFP4": "mxfp4", "BF16": "bf16", "FP16": "fp16"}
-_BACKEND_LABELS = {"vllm": "vLLM", "sglang": "SGLang", "aiter": "AITER", "torch": "PyTorch reference"}
+# Weight elements the script holds in their own format; any other is replayed as bf16, with a note.
+_STORED = {"bf16", "fp16", "fp32", "int4"}
 
 
-def _weights(op: Operation) -> dict:
+def _weights(op: Operation) -> tuple[dict, list[str]]:
+    """The weights entry of a case, from the typed weight format (element, scale block, scale dtype)."""
     moe = op.moe
     assert moe is not None
     fmt = moe.weight_format
     if fmt is None:
-        return {"dtype": dtypes.label(moe.weight_dtype) or "bf16", "bits": 16, "scale": None, "zero_points": False}
-    if fmt.name.startswith("FP8 block"):
-        dtype = "fp8_block"
-    elif fmt.element == "fp8":
-        dtype = "fp8"
-    elif fmt.element == "int4":
-        dtype = "int4"
+        element, bits, scale, zeros, name = dtypes.label(moe.weight_dtype) or "bf16", 16.0, None, False, None
     else:
-        dtype = _WEIGHTS.get(fmt.name, fmt.element)
-    scale = {"dtype": fmt.scale_dtype, "block": fmt.scale_block} if fmt.scale_dtype else None
-    return {"dtype": dtype, "name": fmt.name, "bits": fmt.bits, "scale": scale, "zero_points": fmt.zero_points}
-
-
-def _kernels(op: Operation) -> list[str]:
-    if op.kernel_name.startswith("Kernel 1: "):
-        return [part.split(": ", 1)[-1] for part in op.kernel_name.split("<br>")]
-    return [op.kernel_name] if op.kernel_name else []
+        element, bits, zeros, name = fmt.element, fmt.bits, fmt.zero_points, fmt.name
+        scale = {"dtype": fmt.scale_dtype, "block": fmt.scale_block} if fmt.scale_dtype else None
+    notes = []
+    if element == "fp8":
+        kind = "fp8_block" if scale and scale["block"] == [128, 128] else "fp8"
+    elif element == "fp4":
+        kind = "mxfp4"
+        if scale and scale["dtype"] != "e8m0":
+            notes.append(f"the trace's fp4 weights scale with {scale['dtype']} per {scale['block'][1]}; "
+                         "replayed as MXFP4 (e8m0 per 32)")
+    elif element in _STORED:
+        kind = element
+    else:
+        notes.append(f"the trace's {element} weights have no replay format; replayed as bf16, so bytes differ")
+        kind, bits, scale, zeros = "bf16", 16.0, None, False
+    named = {"name": name} if name else {}
+    return {"dtype": kind, **named, "bits": bits, "scale": scale, "zero_points": zeros}, notes
 
 
 def _case(number: int, index: int, op: Operation, m: MetricsOk, reason: str) -> dict:
@@ -63,16 +66,17 @@ def _case(number: int, index: int, op: Operation, m: MetricsOk, reason: str) -> 
         act = "bf16"
     function = None
     if moe.kind in ("fused", "up") and moe.gated is not False:
-        function = "swiglu" if any(k.endswith("_swiglu") for k in _kernels(op)) else "silu"
+        function = "swiglu" if any(k.endswith("_swiglu") for k in op.kernels) else "silu"
+    weights, weight_notes = _weights(op)
     return {
-        "case": number, "op": op.name, "op_index": index, "kernels": _kernels(op),
+        "case": number, "op": op.name, "op_index": index, "kernels": list(op.kernels),
         "family": op.family, "implementation": op.implementation, "library": op.library,
         "backend": family.replay_backend if family else "torch",
         "role": moe.kind, "phase": moe.phase,
         "shape": {"M": moe.num_tokens, "K": moe.hidden_dim, "N": moe.inter_dim, "E": moe.num_experts,
                   "topk": moe.topk, "gated": moe.gated is not False},
         "activation": {"dtype": act, "function": function, "fused_in_up_kernel": moe.activation_fused},
-        "weights": _weights(op),
+        "weights": weights,
         "block_rows": moe.padding_block_rows,
         "flops_per_call": moe.flops_per_call, "bytes_per_call": moe.bytes_per_call,
         "trace": {"calls": op.count, "mean_us": round(op.time_ms / op.count * 1000.0, 3),
@@ -80,7 +84,7 @@ def _case(number: int, index: int, op: Operation, m: MetricsOk, reason: str) -> 
         "peak": {"compute_spec": eff.substituted_compute_spec or eff.compute_spec, "tflops": eff.resolved_peak_maf,
                  "tbs": eff.resolved_peak_hbm_bw},
         "reason": reason,
-        "notes": notes,
+        "notes": notes + weight_notes,
     }
 
 
@@ -121,5 +125,5 @@ def replay_files(m: MetricsOk, below_pct: float) -> tuple[list[tuple[str, bytes]
     files = [(f"category_data/{name}.json", (json.dumps(spec, indent=2, ensure_ascii=False) + "\n").encode()),
              (f"category_findings/{name}.py", script)]
     ref = ReplayRef(f"category_findings/{name}.py",
-                    [(c["case"], c["op_index"], _BACKEND_LABELS.get(c["backend"], c["backend"])) for c in cases])
+                    tuple(ReplayCaseRef(c["case"], c["op_index"], c["backend"]) for c in cases))
     return files, ref
