@@ -41,16 +41,21 @@ def _record_end(data: bytes | bytearray, eol: bytes) -> int:
 
 def record_blocks(path: Path, eol: bytes, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
     """The bytes of ``path`` in blocks that each end at a record's end (the last: at the file's end)."""
-    carry = bytearray()
+    carry = b""
     with path.open("rb") as fh:
         while chunk := fh.read(block_bytes):
-            carry += chunk
-            cut = _record_end(carry, eol)
-            if cut:
-                yield bytes(carry[:cut])
-                del carry[:cut]
+            data = carry + chunk if carry else chunk
+            cut = _record_end(data, eol)
+            if cut == len(data):
+                yield data
+                carry = b""
+            elif cut:
+                yield data[:cut]
+                carry = data[cut:]
+            else:
+                carry = data
     if carry:
-        yield bytes(carry)
+        yield carry
 
 
 def read_blocks(path: Path, schema: dict[str, Any], options: dict[str, Any], eol: str = "\n",

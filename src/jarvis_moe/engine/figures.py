@@ -166,14 +166,11 @@ def op_figures(
         pl.col("name"),
         *(c for c in FLOAT_COLUMNS if c in src.columns),
         *perf_facts(src, ("num_tokens",)),
-        dims_tokens(src),
         *repeated,
         spec=text_column(src, "Compute Spec").str.strip_chars(),
         bound_text=text_column(src, "Roofline Bound").str.strip_chars().str.to_uppercase(),
     )
-    f = lf.with_columns(
-        num_tokens=pl.coalesce(pl.col("pp_num_tokens"), pl.col("_dims_tokens")),
-    ).drop("_dims_tokens", "pp_num_tokens").collect(engine=ENGINE)
+    f = _with_token_counts(lf.collect(engine=ENGINE), src)
     first_type = type_facts(src)[0].list.first().alias("first_type")
     f = _with_family(with_distinct_facts(f, TYPE_CELLS, [first_type]), src)
 
@@ -265,6 +262,19 @@ def op_figures(
         high_variance=(cov > float(options["high_variance_cov"])).fill_null(False),
     )
     return lf.drop("bound_text").sort("time_us", descending=True, maintain_order=True).collect(engine=ENGINE)
+
+
+def _with_token_counts(f: pl.DataFrame, src: pl.DataFrame) -> pl.DataFrame:
+    """``num_tokens``: perf_params' token count, else the first size of ``Input Dims``.
+
+    ``Input Dims`` is read only for the rows whose perf_params lack the count.
+    """
+    tokens = f.get_column("pp_num_tokens")
+    missing = tokens.is_null()
+    if "Input Dims" in src.columns and missing.any():
+        rows = src.select(pl.col("Input Dims").gather(f.get_column(POSITION).filter(missing)))
+        tokens = tokens.scatter(missing.arg_true(), rows.select(dims_tokens(rows)).to_series())
+    return f.drop("pp_num_tokens").with_columns(tokens.alias("num_tokens"))
 
 
 def _known(expr: pl.Expr) -> pl.Expr:
