@@ -14,16 +14,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import Field, TypeAdapter
+
+from jarvis_moe.metrics_levers import Lever, LeverSum, Model, MoeBlock
 
 from jarvis_moe.metrics_implementation import ImplementationCheck
 
 Bound = Literal["compute", "memory"]
 Kind = Literal["fused", "up", "down"]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 # --- one operation ------------------------------------------------------------
@@ -275,47 +273,6 @@ class FusionPayoff(Model):
     pipelines: list[Pipeline]
 
 
-LeverKind = Literal["batching", "topk", "expert_parallel", "routing_balance", "row_block", "fusion",
-                    "sibling_gap", "fp8_compute", "fp8_weights", "padding", "roofline_gap"]
-
-
-class Lever(Model):
-    """One way to win time that the trace supports, with the number behind it.
-
-    ``saving_ms`` is an upper bound (the peaks are reachable at best), null
-    when the trace cannot size it. ``path``: ``serving`` (batching,
-    parallelism, routing balance, fusion), ``model`` (a change of the model
-    itself, such as its top-k) or ``kernel``.
-    """
-
-    kind: LeverKind
-    path: Literal["serving", "model", "kernel"]
-    op_indexes: list[int]
-    value_from: float | None
-    value_to: float | None
-    unit: str | None
-    saving_ms: float | None
-    percent_of_total: float | None
-    detail: str | None = None
-    bytes_ratio: float | None = None
-    time_ratio: float | None = None
-
-
-class LeverSum(Model):
-    """Every lever of one kind together: its saving summed from unrounded values, rounded once.
-
-    ``recommended`` when the saving reaches the option ``lever_min_pct`` of
-    GPU time; the others are named as checked and worth less.
-    """
-
-    kind: LeverKind
-    path: Literal["serving", "model", "kernel"]
-    op_indexes: list[int]
-    saving_ms: float
-    percent_of_total: float | None
-    recommended: bool
-
-
 class CategorySpecific(Model):
     peak_maf_tflops: float | None
     peak_hbm_bw_tbs: float | None
@@ -325,6 +282,7 @@ class CategorySpecific(Model):
     fusion_payoff: FusionPayoff | None = None
     levers: list[Lever]
     lever_sums: list[LeverSum] = []
+    moe_block: MoeBlock | None = None
     limits: list[str]
 
 

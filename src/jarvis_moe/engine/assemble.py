@@ -14,6 +14,7 @@ import polars as pl
 
 from jarvis_moe.engine import category as cat
 from jarvis_moe.engine import impact, levers
+from jarvis_moe.engine.moe_block import moe_block
 from jarvis_moe.engine.figures import category_figures, op_figures
 from jarvis_moe.engine.load import Inputs
 from jarvis_moe.engine.moe_figures import Context
@@ -49,6 +50,16 @@ def _trace_times(figures: pl.DataFrame, members: list[int]) -> dict[str, float |
     t1_ms, t2_ms = float(rows.get_column("time_us").sum()) / 1000.0, float(t2.sum()) / 1000.0
     return {"trace1_time_ms": round(t1_ms, 3), "trace2_time_ms": round(t2_ms, 3),
             "speedup_pct": round((t1_ms - t2_ms) / t1_ms * 100.0, 2) if t1_ms else None}
+
+
+def _block(inputs: Inputs, operations: list, e2e: float | None) -> Any:
+    """The MoE block's kernels in the other categories, sized against the listed ops' shape."""
+    if inputs.paths is None:
+        return None
+    shaped = [op.moe for op in operations if op.moe is not None]
+    chains = [op.module_chain for op in operations if op.module_chain]
+    return moe_block(inputs.paths, chains, shaped[0].hidden_dim if shaped else None,
+                     shaped[0].inter_dim if shaped else None, e2e)
 
 
 def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping[str, Any],
@@ -103,7 +114,7 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping
         layer_structure=cat.layer_structure(operations, inputs.tree, max_chain),
         phase_split=cat.phase_split(figures, int(options["decode_max_tokens"])),
         fusion_payoff=cat.fusion_payoff(pairs, e2e) if category == "moe_unfused" else None,
-        levers=found, lever_sums=sums,
+        levers=found, lever_sums=sums, moe_block=_block(inputs, operations, e2e),
         limits=list(cat.LIMITS),
     )
     return MetricsOk(

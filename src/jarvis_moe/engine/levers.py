@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from jarvis_moe.engine import dtypes
 from jarvis_moe.engine.contract import Metadata
 from jarvis_moe.engine.moe_model import expected_active_experts
-from jarvis_moe.metrics import Lever, LeverSum, MoeFigures, Operation, Pipeline
+from jarvis_moe.metrics import MoeFigures, Operation, Pipeline
+from jarvis_moe.metrics_levers import Lever, LeverSum
 
 PATHS = {"batching": "serving", "expert_parallel": "serving", "routing_balance": "serving", "fusion": "serving",
          "topk": "model", "sibling_gap": "kernel", "row_block": "kernel", "fp8_compute": "kernel", "fp8_weights": "kernel",

@@ -25,6 +25,7 @@ class Inputs:
     metadata: Metadata
     tree: dict[str, TreeEntry] | None
     warnings: list[str] = field(default_factory=list)
+    paths: CategoryPaths | None = None  # where the other categories' files are
 
 
 def load_inputs(paths: CategoryPaths) -> Inputs | None:
@@ -53,4 +54,4 @@ def load_inputs(paths: CategoryPaths) -> Inputs | None:
             "of end-to-end GPU time and impact scores cannot be computed; no findings are ranked"
         )
     tree = load_tree(paths, warnings)
-    return Inputs(frame, metadata, tree, warnings)
+    return Inputs(frame, metadata, tree, warnings, paths)

@@ -59,6 +59,32 @@ def _compute_peaks(m: MetricsOk) -> str:
     return joined([f"{peak(v)} TFLOP/s for {inline(k)}" for k, v in sorted(used.items(), key=lambda kv: kv[1])])
 
 
+BLOCK_PARTS = {"routing": "router (gate, top-k)", "sorting": "token sorting and alignment",
+               "activation": "activation", "sum": "combining the experts' outputs", "padding": "padding copies",
+               "quantisation": "quantising activations",
+               "other": "other"}
+
+
+def block_lines(m: MetricsOk) -> list[str]:
+    """The MoE block's kernels that other categories hold, and a padded hidden size."""
+    block = m.category_specific.moe_block
+    if block is None:
+        return []
+    where = f"called from {code(block.module)}" if block.module else "named for MoE routing work"
+    share = f" ({pct(block.percent_of_total)} of GPU time)" if block.percent_of_total is not None else ""
+    parts = ", ".join(f"{BLOCK_PARTS[p.kind]} {num(p.time_ms, 3)} ms" for p in block.parts)
+    lines = [f"- Beyond these kernels the MoE block spends {num(block.time_ms, 3)} ms{share} in kernels the pipeline "
+             f"files under other categories, {where}: {parts}."]
+    pad = block.hidden_padding
+    if pad is not None:
+        alike = (f"; the intermediate size, {pad.padded_to} here as well, is padded alike" if pad.intermediate_padded
+                 else "")
+        lines.append(f"- Hidden size: a padding kernel widens the model's {pad.model_hidden} to {pad.padded_to} for the "
+                     f"expert kernels{alike}, so they read and compute about {num(pad.extra_pct, 1)}% more weight "
+                     "bytes and FLOPs than the model holds.")
+    return lines
+
+
 def overview(m: MetricsOk, plot_name: str | None, layers: str | None = None) -> list[str]:
     spec = m.category_specific
     comparative = m.comparison_scope == "comparative"
@@ -105,6 +131,7 @@ def overview(m: MetricsOk, plot_name: str | None, layers: str | None = None) -> 
         lines.append(f"- Phases: {shares}; {meaning}.")
     if layers:
         lines.append(layers)
+    lines += block_lines(m)
     if comparative and m.operations and not m.operations_omitted:
         t2 = [op.t2_time_ms for op in m.operations]
         if all(t is not None for t in t2):
