@@ -1,6 +1,6 @@
-"""Tests of the standalone replay script, src/jarvis_moe/replay/moe_replay.py.
+"""Tests of the standalone replay script, built from src/jarvis_moe/replay/script/.
 
-The script is copied byte for byte next to a report, so it is imported here by
+The script is written next to a report as one file, so it is built here, imported by
 path and run as a subprocess with sys.executable. Tests that need PyTorch are
 skipped where it is not installed (CI has neither PyTorch nor a GPU).
 """
@@ -15,6 +15,7 @@ import py_compile
 import shutil
 import subprocess
 import sys
+import tempfile
 import types
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-SCRIPT = Path(__file__).resolve().parents[1] / "src" / "jarvis_moe" / "replay" / "moe_replay.py"
+from jarvis_moe.replay.build import build_script
+
+# The one-file script as a run writes it, built once into a folder removed at exit.
+_BUILT = tempfile.TemporaryDirectory(prefix="jarvis-replay-test-")
+SCRIPT = Path(_BUILT.name) / "moe_replay.py"
+SCRIPT.write_bytes(build_script())
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 

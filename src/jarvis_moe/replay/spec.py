@@ -5,19 +5,19 @@ efficiency is below the option ``replay_below_pct`` (50 %), and for every op
 the shared rules could only estimate heuristically (its efficiency is
 missing or anomalous). The spec holds what the report computed for the op
 — shapes, formats, FLOPs and bytes per call, the trace's time, the platform
-peaks — so the script prints its roofline % on the same scale. The script
-(:mod:`jarvis_moe.replay.moe_replay`) is copied byte for byte.
+peaks — so the script prints its roofline % on the same scale. The script is
+built from the modules of ``replay/script/`` (:mod:`jarvis_moe.replay.build`).
 """
 
 from __future__ import annotations
 
 import json
-from importlib import resources
 
 from jarvis_moe import __version__
 from jarvis_moe.engine import dtypes
 from jarvis_moe.engine.families import BY_KEY
 from jarvis_moe.metrics import MetricsOk, Operation
+from jarvis_moe.replay.build import build_script
 from jarvis_moe.replay.ref import ReplayCaseRef, ReplayRef
 
 FORMAT = "jarvis-moe-replay/1"
@@ -120,7 +120,7 @@ def replay_files(m: MetricsOk, below_pct: float) -> tuple[list[tuple[str, bytes]
                                                  if c["peak"]["compute_spec"]}.items()))},
         "cases": cases,
     }
-    script = resources.files("jarvis_moe.replay").joinpath("moe_replay.py").read_bytes()
+    script = build_script()
     name = f"{m.category}_replay"
     files = [(f"category_data/{name}.json", (json.dumps(spec, indent=2, ensure_ascii=False) + "\n").encode()),
              (f"category_findings/{name}.py", script)]
