@@ -123,11 +123,13 @@ def test_crossover_is_the_first_batch_that_reaches_the_ridge(name):
     metrics = fixture_metrics(name)
     for op in metrics.operations:
         moe = op.moe
-        if moe.crossover_tokens is None:
+        # The ridge-point figure of the peaks (the calibrated crossover_tokens is pinned by hand in
+        # test_moe_model and against the H200 sweep in test_routing_real).
+        if moe.crossover_tokens_at_peak is None:
             assert op.efficiency.bound_type == "compute" or moe.crossover_note in ("compute_bound", "unknown")
             continue
-        assert _ridge_reached(op, moe.crossover_tokens, metrics)
-        assert not _ridge_reached(op, moe.crossover_tokens - 1, metrics)
+        assert _ridge_reached(op, moe.crossover_tokens_at_peak, metrics)
+        assert not _ridge_reached(op, moe.crossover_tokens_at_peak - 1, metrics)
 
 
 def test_the_sglang_launches_under_one_name_are_told_apart_by_their_shapes():
@@ -170,7 +172,12 @@ def test_mxfp4_scales_are_stated_with_what_they_change():
     assert moe.weight_format.overhead_bytes_per_weight == 1 / 32
     assert moe.scale_bytes_per_call / moe.weight_bytes_per_call == pytest.approx(2 / 32)  # 1/32 on 0.5 byte
     assert moe.efficiency_with_scales_percent == pytest.approx(19.2, abs=0.05)
-    assert moe.crossover_tokens == 283 and moe.crossover_tokens_with_scales == pytest.approx(301, abs=1)
+    assert moe.crossover_tokens_at_peak == 283
+    # Calibrated: the 0.97 TB/s the calls achieve (no streaming rate: 18 % of the bandwidth is not
+    # read as passes) against the 708 TFLOP/s peak (no compute-bound call of the family in the
+    # trace); the scale bytes lengthen the memory floor, so the crossover comes later with them.
+    assert (moe.crossover_memory_source, moe.crossover_compute_source) == ("achieved", "peak")
+    assert moe.crossover_tokens < moe.crossover_tokens_with_scales
     # The shared figures keep the pipeline's numbers.
     assert down.efficiency.efficiency_percent == 18.04
 
@@ -307,8 +314,11 @@ def test_unseen_shapes_and_platforms_pass_the_same_checks(tmp_path, name, m, e, 
         assert moe.bytes_per_call == pytest.approx(float(row["Data Moved (MB)"]) * MIB, rel=1e-3), (
             name, op.name, moe.kind)
         assert moe.active_experts.expected == pytest.approx(moe_model.expected_active_experts(e, k, m), abs=0.006)
-        if moe.crossover_tokens is not None:
-            assert _ridge_reached(op, moe.crossover_tokens, metrics)
-            assert moe.crossover_tokens == m or not _ridge_reached(op, moe.crossover_tokens - 1, metrics)
+        if moe.crossover_tokens_at_peak is not None:
+            at_peak = moe.crossover_tokens_at_peak
+            assert _ridge_reached(op, at_peak, metrics)
+            assert at_peak == m or not _ridge_reached(op, at_peak - 1, metrics)
+        if moe.crossover_tokens is not None:  # calibrated: past the op's own token count, on known rates
+            assert moe.crossover_tokens > m and moe.crossover_memory_tbs and moe.crossover_compute_tflops
         assert 1 <= moe.padding_block_rows <= 256 and 0 <= moe.padding_waste_pct < 100
         assert math.isfinite(op.efficiency.efficiency_percent)

@@ -29,6 +29,7 @@ from jarvis_moe.engine.moe_model import (
     active_bounds,
     bytes_per_call,
     cost_of,
+    crossover_at_rates,
     crossover_tokens,
     efficiency_interval,
     expected_active_experts,
@@ -472,3 +473,17 @@ def test_documented_defaults_by_token_count():
                                                (512, 64), (513, 128), (10**6, 128)])
 def test_assumed_block_rows(tokens, block):
     assert assumed_block(tokens) == block
+
+
+def test_crossover_at_the_trace_rates_by_hand():
+    # SGLang's gate/up launch of Mixtral (N' = 28672, K' = 4096, k = 2, E = 8, bf16) at 540 TFLOP/s
+    # against 4.5 TB/s: ridge 120 FLOP/B. Per token 2·2·28672·4096 = 469 762 048 FLOP and
+    # 2·(4096 + 28672)·2 = 131 072 activation bytes; every expert's weights 8·28672·4096·2 =
+    # 1 879 048 192 bytes. M′ ≥ 120·1 879 048 192 / (469 762 048 − 120·131 072) = 496.63 → 497.
+    c = cost(shape(32, 4096, 14336, 8, 2, kind="up", gemm=(28672, 4096)))
+    assert crossover_at_rates(c, 540.0, 4.5) == Crossover(497, None)
+    # At the ridge of the peaks (790 / 4.8) it lies later; an unknown rate gives no figure.
+    assert crossover_tokens(c, 790.0, 4.8).tokens > 497
+    assert crossover_at_rates(c, None, 4.5) == Crossover(None, "unknown")
+    # Already past the knee at its own token count.
+    assert crossover_at_rates(c.at_tokens(4096), 540.0, 4.5) == Crossover(None, "compute_bound")

@@ -180,3 +180,34 @@ def test_the_re_read_is_named_as_a_larger_row_block():
     assert lever.saving_ms == pytest.approx(want, abs=0.002)
     # Concentrated routing made these calls faster on one GPU: evening it out is no lever here.
     assert not [lv for lv in m.category_specific.levers if lv.kind == "routing_balance"]
+
+
+SWEEP = json.loads((FIXTURES / REAL_H200 / "ground_truth" / "h200_batch_sweep_mixtral_8x7b.json").read_text(
+    encoding="utf-8"))["models"]["mixtral_8x7b"]["rows"]
+
+
+def measured_knee(launch: str) -> float:
+    """Where the memory floor meets the compute slope in the H200 sweep of one launch.
+
+    Floor: the fastest call that reads every expert (e_active_observed = 8); slope: time per token
+    of the largest, compute-bound batch (8192 tokens). gate/up: 425.25 µs / (6822.91 / 8192) =
+    510.6 tokens; down: 221.66 / (3379.04 / 8192) = 537.4.
+    """
+    floor = min(r[launch]["median_us"] for r in SWEEP if r["e_active_observed"] == 8)
+    top = max(SWEEP, key=lambda r: r["tokens"])
+    return floor / (top[launch]["median_us"] / top["tokens"])
+
+
+def test_the_calibrated_crossover_meets_the_measured_knee():
+    assert measured_knee("gate_up") == pytest.approx(510.6, abs=0.1)
+    assert measured_knee("down") == pytest.approx(537.4, abs=0.1)
+    ops = decode_ops(fixture_metrics(REAL_H200))
+    for kind, launch in (("up", "gate_up"), ("down", "down")):
+        moe = ops[kind].moe
+        knee = measured_knee(launch)
+        # Calibrated on the trace's own rates: within 1.5x of the knee (498 and 563 tokens).
+        assert knee / 1.5 <= moe.crossover_tokens <= knee * 1.5, (kind, moe.crossover_tokens, knee)
+        assert (moe.crossover_memory_source, moe.crossover_compute_source) == ("streaming_rate",
+                                                                               "compute_bound_calls")
+        # The ridge point of the peaks (790 TFLOP/s over 4.8 TB/s) overshoots it.
+        assert moe.crossover_tokens_at_peak > knee * 1.25

@@ -135,6 +135,11 @@ class MoeFigures(Model):
     crossover_tokens: int | None
     crossover_note: Literal["compute_bound", "unreachable", "unknown"] | None
     crossover_tokens_with_scales: int | None
+    crossover_tokens_at_peak: int | None
+    crossover_memory_tbs: float | None
+    crossover_memory_source: Literal["streaming_rate", "achieved", "peak"] | None
+    crossover_compute_tflops: float | None
+    crossover_compute_source: Literal["compute_bound_calls", "peak"] | None
     padding_waste_pct: float | None
     padding_block_rows: int | None
     padding_block_source: Literal["kernel_name", "launch_args", "documented_default", "assumed"] | None

@@ -150,8 +150,56 @@ def _verdict_figures(cost: moe_model.Cost, t: Durations, found: Evidence, direct
     return corrected, explained
 
 
+def calibrated_crossover(cost: moe_model.Cost, row: Mapping[str, Any], found: Evidence, ctx: Context,
+                         compute_rate: float | None, scales: bool) -> dict[str, Any]:
+    """The crossover batch at the trace's own rates, with what it rests on.
+
+    Memory: the rate the op's calls stream their passes at (its routing
+    evidence, whose bytes count the scales), else its achieved TB/s, else
+    the peak. Compute: ``compute_rate`` (compute-bound calls of the same
+    family and weights in the trace), else the resolved peak.
+    """
+    if found.passes is not None and found.bandwidth_tbs:
+        tbs, memory, scaled = found.bandwidth_tbs, "streaming_rate", True
+    elif row.get("tbs"):
+        tbs, memory, scaled = min(float(row["tbs"]), ctx.peak_tbs), "achieved", False
+    else:
+        tbs, memory, scaled = ctx.peak_tbs, "peak", False
+    tflops, compute = (compute_rate, "compute_bound_calls") if compute_rate else (row["peak_tflops"], "peak")
+    if row["bound"] == "compute":
+        return {"crossover_tokens": None, "crossover_note": "compute_bound", "crossover_tokens_with_scales": None,
+                "crossover_memory_tbs": None, "crossover_memory_source": None, "crossover_compute_tflops": None,
+                "crossover_compute_source": None}
+    found_at = moe_model.crossover_at_rates(cost, tflops, tbs, with_scales=scaled)
+    with_scales = moe_model.crossover_at_rates(cost, tflops, tbs, with_scales=True) if scales else None
+    return {
+        "crossover_tokens": found_at.tokens, "crossover_note": found_at.note,
+        "crossover_tokens_with_scales": with_scales.tokens if with_scales else None,
+        "crossover_memory_tbs": rounded(tbs, 2), "crossover_memory_source": memory,
+        "crossover_compute_tflops": rounded(tflops, 1), "crossover_compute_source": compute if tflops else None,
+    }
+
+
+def compute_rates(items: Sequence[tuple[Family | None, Shape | None, Mapping[str, Any]]]) -> dict[tuple, float]:
+    """TFLOP/s the compute-bound calls of each (family, weight dtype, kind) and (family, weight dtype) reach.
+
+    Time-weighted over the listed ops of that key: Σ rate · time / Σ time.
+    """
+    sums: dict[tuple, list[float]] = {}
+    for family, shape, row in items:
+        if family is None or shape is None or row["bound"] != "compute" or not row.get("tflops") \
+                or not row.get("time_ms"):
+            continue
+        for key in ((family.key, shape.weight_dtype, shape.kind), (family.key, shape.weight_dtype)):
+            acc = sums.setdefault(key, [0.0, 0.0])
+            acc[0] += float(row["tflops"]) * float(row["time_ms"])
+            acc[1] += float(row["time_ms"])
+    return {key: work / time for key, (work, time) in sums.items()}
+
+
 def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: Sequence[str],
-                dims: Sequence[Sequence[int]] | None, ctx: Context) -> Reading | None:
+                dims: Sequence[Sequence[int]] | None, ctx: Context,
+                rates: Mapping[tuple, float] | None = None) -> Reading | None:
     """The MoE figures of one op, or None when its dtypes leave the bytes unknown."""
     rows, hidden = (shape.gemm_n, shape.gemm_k) if shape.gemm_n else (
         (shape.hidden_dim, shape.inter_dim) if shape.kind == "down" else (shape.up_rows, shape.hidden_dim))
@@ -166,8 +214,7 @@ def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: S
     moved = moe_model.bytes_per_call(cost, expected)
     scales = moe_model.bytes_per_call(cost, expected, with_scales=True) - moved
     interval = moe_model.efficiency_interval(eff, cost) if bound == "memory" and eff is not None else None
-    crossover = moe_model.crossover_tokens(cost, peak_tflops, ctx.peak_tbs)
-    with_scales = moe_model.crossover_tokens(cost, peak_tflops, ctx.peak_tbs, with_scales=True) if scales else None
+    at_peak = moe_model.crossover_tokens(cost, peak_tflops, ctx.peak_tbs)
     block, block_source = block_rows(family, shape, kernels, dims)
     waste = moe_model.padding_waste_pct(shape, block)
     flops = moe_model.flops(shape)
@@ -178,10 +225,13 @@ def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: S
     elif peak_tflops and mean_us:
         padded = flops * waste / max(1e-9, 100.0 - waste)
         padding_time = padded / (peak_tflops * 1e6) / mean_us * 100.0
+    rates = rates or {}
+    compute_rate = rates.get((family.key, shape.weight_dtype, shape.kind), rates.get((family.key, shape.weight_dtype)))
     t = _durations(row)
     found = rev.evidence(cost, t, block, memory_bound=bound == "memory", tbs=row.get("tbs"), peak_tbs=ctx.peak_tbs,
                          efficiency=eff, rules=ctx.rules())
     over_warn = eff is not None and eff > float(opts["efficiency_warn_pct"])
+    cross = calibrated_crossover(cost, row, found, ctx, compute_rate, bool(scales))
     corrected, explained = _verdict_figures(cost, t, found, found.direction,
                                             found.experts[0] if found.experts else None, ctx.peak_tbs, over_warn)
     figures = MoeFigures(
@@ -202,8 +252,7 @@ def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: S
         tokens_per_active_expert=round(shape.num_tokens * shape.topk / expected, 2),
         active_experts=ActiveExperts(low=low, expected=round(expected, 2), high=high),
         efficiency_interval=Interval(low=round(interval[0], 2), high=round(interval[1], 2)) if interval else None,
-        crossover_tokens=crossover.tokens, crossover_note=crossover.note,
-        crossover_tokens_with_scales=with_scales.tokens if with_scales else None,
+        **cross, crossover_tokens_at_peak=at_peak.tokens,
         padding_waste_pct=round(waste, 1), padding_block_rows=block, padding_block_source=block_source,
         padding_time_pct=rounded(padding_time, 1),
         phase="decode" if shape.num_tokens <= int(opts["decode_max_tokens"]) else "prefill",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Callable
 
 from jarvis_moe.engine import dtypes
 from jarvis_moe.engine.shapes import Shape
@@ -153,21 +154,46 @@ class Crossover:
 
 def crossover_tokens(cost: Cost, peak_tflops: float | None, peak_tbs: float | None,
                      with_scales: bool = False, max_tokens: int = MAX_CROSSOVER_TOKENS) -> Crossover:
-    """Smallest token count whose arithmetic intensity reaches the ridge point.
+    """Smallest token count whose arithmetic intensity reaches the ridge point of the peaks.
 
-    Ridge = peak TFLOP/s ÷ peak TB/s (FLOP per byte). Intensity does not
-    decrease with M (FLOPs grow as M, weight bytes as the active experts), so
-    doubling brackets the crossing and bisection finds the first M′ that
-    reaches the ridge while M′ − 1 does not.
+    Ridge = peak TFLOP/s ÷ peak TB/s (FLOP per byte), bytes at the expected
+    active experts.
     """
     if not peak_tflops or not peak_tbs or peak_tflops <= 0 or peak_tbs <= 0:
         return Crossover(None, "unknown")
     ridge = peak_tflops / peak_tbs
+    return _first_reaching(cost.shape.num_tokens, lambda m: intensity(cost.at_tokens(m), with_scales) >= ridge,
+                           max_tokens)
+
+
+def crossover_at_rates(cost: Cost, tflops: float | None, tbs: float | None, with_scales: bool = False,
+                       max_tokens: int = MAX_CROSSOVER_TOKENS) -> Crossover:
+    """Smallest token count whose compute time at ``tflops`` reaches its memory floor at ``tbs``.
+
+    The floor is every expert's weights (min(E, M′·k) experts) plus the
+    activations streamed at the rate the op's calls achieve; the compute
+    time is its FLOPs at the rate compute-bound calls achieve. Where the
+    two meet, the time stops being flat in the tokens: the knee a batch
+    sweep measures.
+    """
+    if not tflops or not tbs or tflops <= 0 or tbs <= 0:
+        return Crossover(None, "unknown")
+    ridge = tflops / tbs
+    s = cost.shape
 
     def reaches(tokens: int) -> bool:
-        return intensity(cost.at_tokens(tokens), with_scales) >= ridge
+        at = cost.at_tokens(tokens)
+        return flops(at.shape) >= ridge * bytes_per_call(at, min(s.num_experts, tokens * s.topk), with_scales)
 
-    lo = cost.shape.num_tokens
+    return _first_reaching(s.num_tokens, reaches, max_tokens)
+
+
+def _first_reaching(lo: int, reaches: Callable[[int], bool], max_tokens: int) -> Crossover:
+    """The first M′ ≥ ``lo`` for which ``reaches`` holds, ``reaches`` monotone in M′.
+
+    Doubling brackets the crossing and bisection finds the first M′ that
+    reaches it while M′ − 1 does not.
+    """
     if reaches(lo):
         return Crossover(None, "compute_bound")
     while True:

@@ -17,7 +17,7 @@ import polars as pl
 from jarvis_moe.engine import cells, trace_text
 from jarvis_moe.engine.families import BY_KEY, Family
 from jarvis_moe.engine.figures import COMPARATIVE, POSITION
-from jarvis_moe.engine.moe_figures import Context, moe_figures, rounded, settle_verdicts
+from jarvis_moe.engine.moe_figures import Context, compute_rates, moe_figures, rounded, settle_verdicts
 from jarvis_moe.engine.shapes import Shape, infer_shape, settle_siblings
 from jarvis_moe.metrics import Efficiency, MoeFigures, Operation
 
@@ -98,8 +98,9 @@ def _kernels(row: Mapping[str, Any]) -> list[str]:
 
 def listed_moe(items: list[Listed], ctx: Context) -> list[MoeFigures | None]:
     """The MoE figures of every listed op, sibling stages sharing one routing verdict."""
+    rates = compute_rates([(item.family, item.shape, item.row) for item in items])
     return settle_verdicts([
-        moe_figures(item.family, item.shape, item.row, _kernels(item.row), item.dims, ctx)
+        moe_figures(item.family, item.shape, item.row, _kernels(item.row), item.dims, ctx, rates)
         if item.family is not None and item.shape is not None else None
         for item in items
     ])

@@ -173,6 +173,31 @@ def _padding_line(m: MetricsOk, ops: list[Operation]) -> str | None:
             "At this bound they cost matrix work, not weight reads, so they do not set the time.")
 
 
+MEMORY_BASIS = {"streaming_rate": "the rate its calls stream their weight passes at",
+                "achieved": "the bandwidth its calls achieve", "peak": "the peak bandwidth"}
+COMPUTE_BASIS = {"compute_bound_calls": "the rate the trace's compute-bound calls of the same kernel and weights reach",
+                 "peak": "the matrix peak (no compute-bound call of the same kernel in the trace)"}
+
+
+def _crossover_line(m: MetricsOk, ops: list[Operation]) -> str | None:
+    parts = []
+    for op in ops:
+        moe = op.moe
+        assert moe is not None
+        if moe.crossover_tokens is None or moe.crossover_memory_source is None:
+            continue
+        at_peak = (f"; {moe.crossover_tokens_at_peak} at the ridge point of the peaks"
+                   if moe.crossover_tokens_at_peak else "")
+        parts.append(
+            f"about {moe.crossover_tokens} tokens for {op_ref(m, op)} ({num(moe.crossover_memory_tbs)} TB/s, "
+            f"{MEMORY_BASIS[moe.crossover_memory_source]}, against {num(moe.crossover_compute_tflops, 1)} TFLOP/s, "
+            f"{COMPUTE_BASIS[moe.crossover_compute_source or 'peak']}{at_peak})")
+    if not parts:
+        return None
+    return (f"- Crossover: the calls stay memory-bound up to {joined(parts)}: where the time to stream every "
+            "expert's weights meets the compute time, at the trace's own rates.")
+
+
 def _scales_line(m: MetricsOk, ops: list[Operation]) -> str | None:
     for op in ops:
         moe = op.moe
@@ -207,9 +232,8 @@ def routing(m: MetricsOk, max_ops: int) -> list[str]:
         padding = _padding_line(m, ops)
         if padding and ops[0].efficiency.bound_type == "memory":
             body.append(padding)
-        scales = _scales_line(m, [op for op in ops if op.efficiency.bound_type == "memory"])
-        if scales:
-            body.append(scales)
+        memory_ops = [op for op in ops if op.efficiency.bound_type == "memory"]
+        body += [line for line in (_scales_line(m, memory_ops), _crossover_line(m, memory_ops)) if line]
         if not body:
             body = [f"- Compute-bound ({phase_label(ops[0].moe.phase if ops[0].moe else None)}): routing does "
                     "not change the bound, and the durations are not read as routing evidence."]
