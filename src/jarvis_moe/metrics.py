@@ -72,13 +72,7 @@ class WeightFormat(Model):
 
 
 class RoutingEvidence(Model):
-    """The spread of call durations of one signature, read as weight passes and routing evidence.
-
-    ``flagged`` is the documented skew rule on the spread alone; ``direction``
-    is what the weight passes say, from the op's own calls or, for a stage
-    whose own durations are not read, from its sibling stage of the same
-    calls (``verdict_source``).
-    """
+    """Call durations read as weight passes; ``flagged`` is the spread rule, ``direction`` the verdict."""
 
     calls: int
     max_over_median: float | None
