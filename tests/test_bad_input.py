@@ -196,6 +196,24 @@ def metadata(change: Callable[[dict], None]) -> Callable[[Path], None]:
     return build
 
 
+def unrecorded(out: Path) -> None:
+    """The pipeline records no op of the category: no manifest entry, no kernel time in the metadata."""
+    manifest = out / "category_data" / "category_manifest.json"
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    data["categories"] = [c for c in data["categories"] if c.get("name") != category_of(out)]
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+    if at(out, META).exists():
+        metadata(lambda m: m.pop("time_breakdown", None))(out)
+
+
+def manifest_entry_removed(out: Path) -> None:
+    """Only the metadata's time breakdown still records the category's kernel time."""
+    manifest = out / "category_data" / "category_manifest.json"
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    data["categories"] = [c for c in data["categories"] if c.get("name") != category_of(out)]
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+
+
 def both(*builds: Callable[[Path], None]) -> Callable[[Path], None]:
     def build(out: Path) -> None:
         for step in builds:
@@ -273,24 +291,41 @@ BASE_META = {"platform": "MI300X", "peak_hbm_bw_tbs": 5.3, "max_achievable_tflop
              "gpu_utilization": {"total_time_ms": 39.43}}
 
 CASES = [
-    # The category is absent: not an error.
-    Case("csv-missing", remove(CSV), "NO_DATA", cli=True),
-    Case("csv-zero-byte", write_file(CSV, b""), "NO_DATA"),
-    Case("csv-blank-lines", write_file(CSV, b"\n\r\n \n"), "NO_DATA"),
-    Case("csv-header-only", raw_csv(_header_line), "NO_DATA"),
-    Case("csv-header-only-bom-crlf", raw_csv(lambda d: b"\xef\xbb\xbf" + _header_line(d)[:-1] + b"\r\n"), "NO_DATA"),
-    Case("csv-header-then-blank-lines", raw_csv(lambda d: _header_line(d) + b"\n\n"), "NO_DATA"),
-    Case("csv-header-only-no-metadata", both(raw_csv(_header_line), remove(META)), "NO_DATA"),
+    # The category is absent: not an error, unless the pipeline recorded ops of it.
+    Case("csv-missing", both(remove(CSV), unrecorded), "NO_DATA", cli=True),
+    Case("csv-zero-byte", both(write_file(CSV, b""), unrecorded), "NO_DATA"),
+    Case("csv-blank-lines", both(write_file(CSV, b"\n\r\n \n"), unrecorded), "NO_DATA"),
+    Case("csv-header-only", both(raw_csv(_header_line), unrecorded), "NO_DATA"),
+    Case("csv-header-only-bom-crlf", both(raw_csv(lambda d: b"\xef\xbb\xbf" + _header_line(d)[:-1] + b"\r\n"),
+                                          unrecorded), "NO_DATA"),
+    Case("csv-header-then-blank-lines", both(raw_csv(lambda d: _header_line(d) + b"\n\n"), unrecorded), "NO_DATA"),
+    Case("csv-header-only-no-metadata", both(unrecorded, raw_csv(_header_line), remove(META)), "NO_DATA"),
+    Case("csv-missing-but-in-the-manifest", remove(CSV), "ERROR", CSV,
+         says="is missing, but category_data/category_manifest.json records", cli=True),
+    Case("csv-missing-but-metadata-has-moe-time", both(remove(CSV), manifest_entry_removed), "ERROR", CSV,
+         says="is missing, but metadata/"),
+    Case("csv-header-only-but-in-the-manifest", raw_csv(_header_line), "ERROR", CSV,
+         says="has no data rows, but category_data/category_manifest.json records"),
+    Case("csv-zero-byte-but-in-the-manifest", write_file(CSV, b""), "ERROR", CSV, says="has no data rows, but"),
     # The CSV is not one.
     Case("csv-binary", write_file(CSV, bytes(range(256)) * 64), "ERROR", CSV, says="binary data", cli=True),
     Case("csv-no-line-break", write_file(CSV, b"a" * (2 << 20)), "ERROR", CSV, says="no line break in its first MiB"),
     Case("csv-header-cell-200k", raw_csv(lambda d: b"x" * 200_000 + b"," + d), "ERROR", CSV, "header",
          "header row is not valid CSV"),
+    Case("csv-one-line-garbage", write_file(CSV, "garbage"), "ERROR", CSV, "header",
+         "missing required column 'name'"),
+    Case("csv-one-line-garbage-with-line-end", both(write_file(CSV, "hello world\n"), unrecorded), "ERROR", CSV,
+         "header", "missing required column 'name'"),
     Case("csv-plain-text", write_file(CSV, "hello\nnot, a, category csv\n"), "ERROR", CSV, "header",
          "missing required column 'name', 'Kernel Time (µs)_sum'"),
     Case("csv-latin1-header", raw_csv(lambda d: d.decode("utf-8").encode("latin-1", "replace")), "ERROR", CSV,
-         "header", "not UTF-8"),
+         "header", "not UTF-8 text (it reads as Windows-1252 or Latin-1)"),
     Case("csv-directory", make_dir_at(CSV), "ERROR", CSV, says="is not a regular file"),
+    Case("csv-fifo", fifo(CSV), "ERROR", CSV, says="is not a regular file", cli=True),
+    Case("csv-utf16", raw_csv(lambda d: d.decode("utf-8").encode("utf-16")), "ERROR", CSV,
+         says="is UTF-16 (little-endian) text, not UTF-8"),
+    Case("csv-utf16-big-endian-no-bom", raw_csv(lambda d: d.decode("utf-8").encode("utf-16-be")), "ERROR", CSV,
+         says="is UTF-16 (big-endian) text, not UTF-8"),
     Case("csv-link-to-dev-zero", link(CSV, "/dev/zero"), "ERROR", CSV, says="is not a regular file"),
     Case("csv-dangling-link", link(CSV, "/nonexistent/ops.csv"), "ERROR", CSV, says="is not a regular file"),
     Case("csv-semicolons", raw_csv(lambda d: d.replace(b",", b";")), "ERROR", CSV, "header",
@@ -372,6 +407,11 @@ CASES = [
     Case("metadata-missing", remove(META), "ERROR", META, says="is missing", cli=True),
     Case("metadata-directory", make_dir_at(META), "ERROR", META, says="is not a regular file"),
     Case("metadata-link-to-dev-zero", link(META, "/dev/zero"), "ERROR", META, says="is not a regular file"),
+    Case("metadata-fifo", fifo(META), "ERROR", META, says="is not a regular file", cli=True),
+    Case("metadata-utf16", write_file(META, json.dumps(BASE_META).encode("utf-16")), "ERROR", META,
+         says="is UTF-16 (little-endian) text, not UTF-8"),
+    Case("metadata-5000-digit-number", write_file(META, json.dumps(BASE_META).replace("5.3", "1" * 5000)),
+         "ERROR", META, says="is not usable JSON: Exceeds the limit (4300 digits)"),
     Case("metadata-zero-byte", write_file(META, b""), "ERROR", META, "line 1, column 1", "not valid JSON"),
     Case("metadata-truncated", write_file(META, '{"platform": "MI300X", "peak_hbm'), "ERROR", META,
          "line 1", "not valid JSON"),

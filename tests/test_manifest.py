@@ -168,3 +168,20 @@ def test_every_file_a_run_writes_is_a_declared_output(tmp_path, folder):
     written = {p for p in out.rglob("*") if p.is_file()} - before
     assert written, "the run wrote nothing"
     assert written <= declared, sorted(str(p.relative_to(out)) for p in written - declared)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: os.mkfifo(p), "is not a regular file"),
+    (lambda p: p.symlink_to("/dev/zero"), "is not a regular file"),
+    (lambda p: p.write_text("# x\n" * 400_000, encoding="utf-8"), "is 1600000 bytes, more than the 1048576 accepted"),
+    (lambda p: p.write_text('name = "demo"\nx = ' + "[" * 2000 + "]" * 2000, encoding="utf-8"),
+     "invalid TOML: tables or arrays nested too deeply"),
+    (lambda p: p.write_text('name = "demo"\nx = ' + "9" * 5000, encoding="utf-8"),
+     "invalid TOML: Exceeds the limit (4300 digits)"),
+    (lambda p: p.write_bytes('name = "demo"\n'.encode("utf-16")), "is UTF-16 (little-endian) text, not UTF-8"),
+])
+def test_a_manifest_that_is_not_a_small_regular_utf8_file_is_refused_unread(tmp_path, make, message):
+    path = tmp_path / "plugin.toml"
+    make(path)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {message}")):
+        read_manifest(path)

@@ -188,3 +188,53 @@ def test_each_config_source_decides_the_enabled_state_in_precedence_order(tmp_pa
     assert state(None, {"JARVIS_CONFIG": str(env_config)}) == (True, f"config: {env_config}")
     flag_config = write(tmp_path / "flag.toml", off)
     assert state(flag_config, {"JARVIS_CONFIG": str(env_config)}) == (False, f"config: {flag_config}")
+
+
+# --- config files that are not files, or not small ones -----------------------
+
+import os  # noqa: E402
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _dir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (_fifo, "is not a regular file"),
+    (_dir, "is not a regular file"),
+    (lambda p: (p.symlink_to("/dev/zero"), p)[1], "is not a regular file"),
+    (lambda p: write(p, "# padding\n" * 200_000), "is 2000000 bytes, more than the 1048576 accepted"),
+    (lambda p: write(p, "a = " + "[" * 2000 + "]" * 2000), "invalid TOML: tables or arrays nested too deeply"),
+    (lambda p: write(p, "a = {" + "b = {" * 2000 + "}" * 2001), "invalid TOML: tables or arrays nested too deeply"),
+    (lambda p: write(p, "a = " + "1" * 5000), "invalid TOML: Exceeds the limit (4300 digits)"),
+    (lambda p: (p.write_bytes("[categories]\n".encode("utf-16")), p)[1], "is not UTF-8 text"),
+])
+def test_a_config_that_is_not_a_small_regular_file_is_refused_without_reading_it(tmp_path, make, message):
+    path = make(tmp_path / "jarvis.toml")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {message}")):
+        read_user_config(path)
+
+
+@pytest.mark.parametrize("how", ["--config", "JARVIS_CONFIG"])
+@pytest.mark.parametrize("target", ["fifo", "/dev/zero"])
+def test_jarvis_never_blocks_on_a_fifo_or_device_config(tmp_path, run_jarvis, how, target):
+    path = tmp_path / "jarvis.toml"
+    if target == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(target)
+    env = {k: v for k, v in os.environ.items() if k not in ("JARVIS_LOAD_PLUGINS", "JARVIS_CONFIG")}
+    args = ["categories"]
+    if how == "--config":
+        args += ["--config", str(path)]
+    else:
+        env["JARVIS_CONFIG"] = str(path)
+    done = run_jarvis(*args, env=env)  # times out (and fails) after 120 s if it blocks
+    assert done.returncode != 0 and "is not a regular file" in done.stderr
+    assert "Traceback" not in done.stderr

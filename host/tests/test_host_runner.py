@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Mapping
@@ -296,3 +297,20 @@ def test_exit_code_is_one_for_bugs_then_two_for_bad_input_else_zero(results, exp
     outcomes = [CategoryOutcome(f"cat{i}", result, "disabled") for i, result in enumerate(results)]
 
     assert exit_code(outcomes) == expected
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, lambda p: p.symlink_to("/dev/zero"), lambda p: p.mkdir()])
+def test_a_category_manifest_that_is_not_a_regular_file_is_never_read(tmp_path, warnings_seen, make):
+    (tmp_path / "category_data").mkdir()
+    make(tmp_path / "category_data" / "category_manifest.json")
+
+    assert resolve_scope(tmp_path, warn=warnings_seen.append) == "standalone"
+    assert len(warnings_seen) == 1 and "is not a regular file" in warnings_seen[0]
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"comparison_scope": ' + "1" * 5000 + "}"])
+def test_a_category_manifest_too_deep_or_with_huge_numbers_is_unreadable(tmp_path, warnings_seen, text):
+    write_manifest(tmp_path, text)
+
+    assert resolve_scope(tmp_path, warn=warnings_seen.append) == "standalone"
+    assert len(warnings_seen) == 1 and "unreadable" in warnings_seen[0]

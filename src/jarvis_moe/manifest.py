@@ -13,9 +13,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+from jarvis_moe.infile import InputFileError, not_utf8, read_regular
 from jarvis_moe.tomlcheck import (
-    ConfigError, check_option_value, check_unknown, expect_bool, expect_str, expect_str_list, expect_table,
-    override, parse_toml,
+    MAX_TOML_BYTES, ConfigError, check_option_value, check_unknown, expect_bool, expect_str, expect_str_list,
+    expect_table, override, parse_toml,
 )
 
 MANIFEST_NAME = "plugin.toml"
@@ -99,9 +100,15 @@ def read_manifest(path: Path) -> Manifest:
     :raises ConfigError: naming the file and key of the first problem found.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+        data = read_regular(path, MAX_TOML_BYTES)
+    except InputFileError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: {not_utf8(data)}") from None
     return parse_manifest(text, str(path))
 
 

@@ -34,11 +34,18 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
+MAX_TOML_BYTES = 1 << 20  # a manifest or config of a few KB; 1 MiB is far beyond any
+
+
 def parse_toml(text: str, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid TOML: tables or arrays nested too deeply") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise ConfigError(f"{source}: invalid TOML: {str(exc).split(':')[0]}") from None
 
 
 def check_unknown(table: Mapping[str, Any], allowed: tuple[str, ...], source: str, prefix: str) -> None:

@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from jarvis_host import exits, warn_stderr
 from jarvis_host.category import SCOPES, Category, CategoryResult, Status
 from jarvis_host.config import CategorySettings
+from jarvis_host.tomlcheck import NotRegularFile, read_regular
 
 CATEGORY_MANIFEST = Path("category_data") / "category_manifest.json"
 DEFAULT_SCOPE = "standalone"
@@ -95,13 +96,13 @@ def resolve_scope(output_dir: Path, explicit: str | None = None,
     # The manifest belongs to the pipeline, not to us: when it is absent or
     # unreadable the run still goes ahead with the default scope.
     try:
-        if path.stat().st_size > _MAX_MANIFEST_BYTES:
-            warn(f"{path}: too large to be a category manifest; using {DEFAULT_SCOPE} scope")
-            return DEFAULT_SCOPE
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(path, _MAX_MANIFEST_BYTES).decode("utf-8-sig"))
     except FileNotFoundError:
         return DEFAULT_SCOPE
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except NotRegularFile as exc:
+        warn(f"{path}: {exc}; using {DEFAULT_SCOPE} scope")
+        return DEFAULT_SCOPE
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         warn(f"{path}: unreadable ({type(exc).__name__}); using {DEFAULT_SCOPE} scope")
         return DEFAULT_SCOPE
     if not isinstance(data, dict) or "comparison_scope" not in data:

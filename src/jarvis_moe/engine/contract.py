@@ -45,6 +45,10 @@ FLOAT_COLUMNS = (
     "lca_count_trace2",
     "operation_count",
 )
+# Largest ops CSV read: 2 GiB is over three times the largest benchmark file
+# (100 000 signatures of 6 KB rows, 600 MB) and still fits the memory a run
+# of it takes on a workstation.
+MAX_CSV_BYTES = 2 << 30
 # Largest magnitude accepted in a number column: 1e15 µs is 31 years, and
 # sums and ratios of such values stay finite.
 MAX_NUMBER = 1e15
@@ -98,6 +102,11 @@ class CategoryPaths:
     @property
     def metadata(self) -> Path:
         return self.output_dir / "metadata" / f"{self.category}_metadata.json"
+
+    @property
+    def category_manifest(self) -> Path:
+        """The pipeline's list of every category, with op counts and times (not an input of ours)."""
+        return self.output_dir / "category_data" / "category_manifest.json"
 
     @property
     def tree_data(self) -> Path:

@@ -21,6 +21,9 @@ from typing import Any, Callable, Iterator
 
 import polars as pl
 
+from jarvis_moe.engine.contract import MAX_CSV_BYTES
+from jarvis_moe.infile import open_regular
+
 BLOCK_BYTES = 8 << 20
 QUOTE = b'"'
 
@@ -42,7 +45,7 @@ def _record_end(data: bytes | bytearray, eol: bytes) -> int:
 def record_blocks(path: Path, eol: bytes, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
     """The bytes of ``path`` in blocks that each end at a record's end (the last: at the file's end)."""
     carry = b""
-    with path.open("rb") as fh:
+    with open_regular(path, MAX_CSV_BYTES) as fh:
         while chunk := fh.read(block_bytes):
             data = carry + chunk if carry else chunk
             cut = _record_end(data, eol)

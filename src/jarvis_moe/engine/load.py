@@ -13,7 +13,7 @@ import polars as pl
 
 from jarvis_moe.engine.contract import CategoryPaths, Metadata, TreeEntry
 from jarvis_moe.engine.read_csv import read_header, read_rows
-from jarvis_moe.engine.read_json import load_metadata, load_tree
+from jarvis_moe.engine.read_json import load_metadata, load_tree, recorded_ops
 from jarvis_moe.errors import ContractError
 
 
@@ -34,20 +34,20 @@ def load_inputs(paths: CategoryPaths) -> Inputs | None:
     :raises ContractError: for input that breaks the contract.
     """
     csv_path = paths.ops_csv
-    if not csv_path.exists() and not csv_path.is_symlink():
-        return None
     rel = paths.rel(csv_path)
-    if not csv_path.is_file():
-        raise ContractError(rel, "is not a regular file")
+    if not csv_path.exists() and not csv_path.is_symlink():
+        return _no_rows(paths, "is missing")
+    if not csv_path.exists():
+        raise ContractError(rel, "is not a regular file: a symbolic link to nothing")
     warnings: list[str] = []
     header = read_header(csv_path, rel, warnings)
     if header is None:
-        return None
+        return _no_rows(paths, "has no data rows")
     # A CSV with rows needs its metadata, whatever is wrong with the rows.
     metadata = load_metadata(paths)
     frame = read_rows(csv_path, rel, header, warnings)
     if frame is None:
-        return None
+        return _no_rows(paths, "has no data rows")
     if metadata.e2e_time_ms is None:
         warnings.append(
             f"{paths.rel(paths.metadata)}: gpu_utilization.total_time_ms is missing or 0, so shares "
@@ -55,3 +55,16 @@ def load_inputs(paths: CategoryPaths) -> Inputs | None:
         )
     tree = load_tree(paths, warnings)
     return Inputs(frame, metadata, tree, warnings, paths)
+
+
+def _no_rows(paths: CategoryPaths, what: str) -> None:
+    """No MoE of this kind, unless the pipeline recorded ops of it elsewhere.
+
+    :raises ContractError: when the category manifest or the metadata records ops
+        or time of this category: the CSV was then lost or cut, not empty.
+    """
+    recorded = recorded_ops(paths)
+    if recorded:
+        raise ContractError(paths.rel(paths.ops_csv), f"{what}, but {recorded}: the file was lost or cut short; "
+                            "rerun the pipeline that writes it")
+    return None

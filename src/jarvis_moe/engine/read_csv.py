@@ -21,6 +21,7 @@ import polars as pl
 from jarvis_moe.engine.contract import (
     FLOAT_COLUMNS,
     KNOWN_COLUMNS,
+    MAX_CSV_BYTES,
     MAX_NUMBER,
     NON_NEGATIVE_COLUMNS,
     REPEATED_TEXT_COLUMNS,
@@ -31,6 +32,7 @@ from jarvis_moe.engine.contract import (
 from jarvis_moe.engine.cells import DETAILS_HASH, details_cutter
 from jarvis_moe.engine.csv_blocks import read_blocks
 from jarvis_moe.errors import ContractError
+from jarvis_moe.infile import InputFileError, not_utf8, open_regular, wide_encoding
 from jarvis_moe.safetext import ACTING_PATTERN
 
 ROW = "__row"  # 1-based data row number in the CSV, kept for messages
@@ -57,9 +59,11 @@ def read_header(path: Path, rel: str, warnings: list[str]) -> CsvHeader | None:
     :raises ContractError: for a file that is not CSV or lacks a required column.
     """
     header = _read_header(path, rel)
-    if header is None or not header.has_rows:
+    if header is None:
         return None
-    return CsvHeader(header.cells, _select_columns(header.cells, rel, warnings), header.eol)
+    # Rows or not, a first line without the required columns is not an ops CSV.
+    selected = _select_columns(header.cells, rel, warnings)
+    return CsvHeader(header.cells, selected, header.eol) if header.has_rows else None
 
 
 def read_rows(path: Path, rel: str, header: CsvHeader, warnings: list[str]) -> pl.DataFrame | None:
@@ -86,14 +90,18 @@ class _Probe:
 def _read_header(path: Path, rel: str) -> _Probe | None:
     """Header cells of the CSV, or ``None`` for a zero-byte/blank file."""
     try:
-        with path.open("rb") as fh:
+        with open_regular(path, MAX_CSV_BYTES) as fh:
             probe = fh.read(HEADER_FIRST_BYTES)
             if b"\n" not in probe and b"\r" not in probe:
                 probe += fh.read(HEADER_PROBE_BYTES - len(probe))
+    except InputFileError as exc:
+        raise ContractError(rel, str(exc)) from None
     except OSError as exc:
         raise ContractError(rel, f"cannot be read: {exc.strerror or exc}") from None
     if not probe.strip(b"\xef\xbb\xbf \t\r\n"):
         return None
+    if wide_encoding(probe):
+        raise ContractError(rel, not_utf8(probe))
     if b"\x00" in probe:
         raise ContractError(rel, "is not a CSV file: it contains binary data (NUL bytes)")
     if b"\n" not in probe and b"\r" not in probe and len(probe) == HEADER_PROBE_BYTES:
@@ -120,12 +128,20 @@ def _read_header(path: Path, rel: str) -> _Probe | None:
         has_rows = True
     if "\ufffd" in "".join(header) and b"\xef\xbf\xbd" not in probe:
         # Kept for the message if a required column then looks missing.
-        header = [_NotUtf8(cell) for cell in header]
+        note = not_utf8(probe)
+        header = [_NotUtf8(cell, note) for cell in header]
     return _Probe(header, has_rows, eol)
 
 
 class _NotUtf8(str):
-    """A header cell whose bytes were not UTF-8 (decoded with U+FFFD)."""
+    """A header cell whose bytes were not UTF-8 (decoded with U+FFFD), with what the file seems to be."""
+
+    note: str
+
+    def __new__(cls, text: str, note: str) -> "_NotUtf8":
+        cell = super().__new__(cls, text)
+        cell.note = note
+        return cell
 
 
 def _select_columns(header: list[str], rel: str, warnings: list[str]) -> dict[int, str]:
@@ -144,10 +160,8 @@ def _select_columns(header: list[str], rel: str, warnings: list[str]) -> dict[in
     missing = [c for c in REQUIRED_COLUMNS if c not in seen]
     if missing:
         shown = ", ".join(f"'{c}'" for c in missing)
-        hint = (
-            "; the header is not UTF-8 text (write the file as UTF-8)"
-            if any(isinstance(cell, _NotUtf8) for cell in header) else ""
-        )
+        odd = [cell for cell in header if isinstance(cell, _NotUtf8)]
+        hint = f"; the file {odd[0].note}" if odd else ""
         raise ContractError(
             rel,
             f"missing required column {shown} (accepted spellings of µs: µs, μs, us){hint}",
@@ -217,7 +231,7 @@ def _warn_if_truncated(path: Path, rel: str, width: int, rows: int, warnings: li
     """
     tail_bytes = 1 << 16
     try:
-        with path.open("rb") as fh:
+        with open_regular(path, MAX_CSV_BYTES) as fh:
             size = fh.seek(0, 2)
             fh.seek(max(0, size - tail_bytes))
             tail = fh.read()
@@ -243,7 +257,7 @@ def _describe_unreadable(path: Path, exc: Exception) -> str:
     """
     quotes = 0
     try:
-        with path.open("rb") as fh:
+        with open_regular(path, MAX_CSV_BYTES) as fh:
             while chunk := fh.read(1 << 23):
                 quotes += chunk.count(b'"')
     except OSError as err:
