@@ -124,7 +124,7 @@ def _analyse(output_dir: Path, category: str, scope: str, options: dict[str, Any
 def _sibling_with_moe(output_dir: Path, category: str) -> str | None:
     """The other MoE category, when its CSV has a data row (then the model does use MoE)."""
     from jarvis_moe.engine.contract import CategoryPaths
-    from jarvis_moe.engine.read_csv import read_header
+    from jarvis_moe.engine.csv_header import read_header
 
     sibling = SIBLING.get(category)
     if sibling is None:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from jarvis_moe.engine.contract import CategoryPaths, Metadata, TreeEntry
-from jarvis_moe.engine.read_csv import read_header, read_rows
+from jarvis_moe.engine.csv_header import read_header
+from jarvis_moe.engine.read_csv import read_rows
 from jarvis_moe.engine.read_json import load_metadata, load_tree, recorded_ops
 from jarvis_moe.errors import ContractError
 
