@@ -22,7 +22,8 @@ from pathlib import Path
 import polars as pl
 
 from jarvis_moe.engine.contract import TIME_SUM, CategoryPaths
-from jarvis_moe.engine.read_csv import read_header, read_rows
+from jarvis_moe.engine.csv_header import read_header
+from jarvis_moe.engine.read_csv import read_rows
 from jarvis_moe.errors import ContractError
 from jarvis_moe.metrics_levers import BlockPart, HiddenPadding, MoeBlock
 
