@@ -18,7 +18,8 @@ from importlib import resources
 
 # Dependency order: a module's body only uses names of the modules before it
 # at call time, and the command line comes last.
-ORDER = ("casespec", "plan", "routing", "backends", "weights", "libraries", "timing", "report", "cli")
+ORDER = ("casespec", "plan", "routing", "backends", "weights", "libraries", "kernels", "timing", "compare",
+         "report", "cli")
 
 
 def _split(text: str) -> tuple[list[ast.stmt], str]:

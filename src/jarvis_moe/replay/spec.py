@@ -52,6 +52,22 @@ def _weights(op: Operation) -> tuple[dict, list[str]]:
     return {"dtype": kind, **named, "bits": bits, "scale": scale, "zero_points": zeros}, notes
 
 
+# Down launches that write one row per (token, expert), (M, top-k, K), summed by a
+# separate kernel: SGLang's and vLLM's Triton fused_moe (intermediate_cache3,
+# then moe_sum), so the replay writes what the traced launch writes.
+_PER_SLOT_DOWN = {"sglang_triton_fused_moe", "vllm_gptq_awq_down"}
+
+
+def _routing(op: Operation) -> dict:
+    """The experts the call durations imply were read, when the metrics found routing concentrated."""
+    skew = getattr(op.moe, "skew", None)
+    implied = getattr(skew, "implied_active_experts", None)
+    low, high = getattr(implied, "low", None), getattr(implied, "high", None)
+    if getattr(skew, "direction", None) != "fewer_experts" or low is None or high is None:
+        return {}
+    return {"routing": {"implied_active_experts": {"low": low, "high": high}}}
+
+
 def _case(number: int, index: int, op: Operation, m: MetricsOk, reason: str) -> dict:
     moe = op.moe
     assert moe is not None
@@ -85,6 +101,8 @@ def _case(number: int, index: int, op: Operation, m: MetricsOk, reason: str) -> 
                  "tbs": eff.resolved_peak_hbm_bw},
         "reason": reason,
         "notes": notes + weight_notes,
+        **({"output": {"rows": "token_slot"}} if moe.kind == "down" and op.family in _PER_SLOT_DOWN else {}),
+        **_routing(op),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -11,9 +12,15 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 FORMAT = "jarvis-moe-replay/1"
 ROLES = ("fused", "up", "down")
-ROUTINGS = ("uniform", "skewed", "balanced")
+ROUTINGS = ("uniform", "skewed", "balanced", "trace")
 LIBRARIES = ("vllm", "sglang", "aiter")
-WEIGHT_FORMATS = ("bf16", "fp16", "fp8", "fp8_block", "mxfp4", "int4")
+WEIGHT_FORMATS = ("bf16", "fp16", "fp32", "fp8", "fp8_block", "mxfp4", "int4")
+# Plausibility caps of a case's shape: beyond them no MoE layer exists, and
+# routing or planning them would only hang.
+CAPS = {"M": 1 << 24, "K": 1 << 20, "N": 1 << 20, "E": 1 << 16, "topk": 256}
+# Breaks and tabs become one space; control (C0, DEL, C1) and bidi-control characters go.
+_BREAKS = re.compile(r"[\t\n\v\f\r\x1c-\x1e\x85\u2028\u2029]+")
+_INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 ACT_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 _ALIASES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32"}
 DEFAULT_BLOCK = {"fp8_block": (128, 128), "mxfp4": (1, 32), "int4": (1, 128)}
@@ -29,6 +36,11 @@ DATASHEET = (
     (("MI325X",), "MI325X", {"bf16": 1307.4, "fp8": 2614.9}, 6.0),
     (("MI300X",), "MI300X", {"bf16": 1307.4, "fp8": 2614.9}, 5.3),
 )
+
+
+def clean(raw: Any) -> str:
+    """Text from the spec as one printable line: no control or bidi characters, no line breaks."""
+    return _INVISIBLE.sub("", _BREAKS.sub(" ", "" if raw is None else str(raw)))
 
 
 class SpecError(Exception):
@@ -70,6 +82,11 @@ class Case:
     peak_tbs: Optional[float] = None
     compute_spec: str = ""
     platform: str = "trace platform"
+    family: str = ""
+    library: str = ""
+    block_rows: int = 16
+    down_per_slot: bool = False
+    hot_experts: Optional[Tuple[float, float]] = None
 
 
 def find_spec(explicit: Optional[str], script: str) -> Path:
@@ -116,6 +133,9 @@ def _count(shape: Dict[str, Any], key: str, where: str) -> int:
     value = _num(shape.get(key))
     if value is None or value != int(value) or value < 1:
         raise SpecError(f"{where}: shape.{key} must be a positive integer, got {shape.get(key)!r}")
+    if value > CAPS[key]:
+        raise SpecError(f"{where}: shape.{key} = {int(value)} is implausible for an MoE layer "
+                        f"(at most {CAPS[key]:,})")
     return int(value)
 
 
@@ -146,9 +166,10 @@ def parse_case(raw: Any, index: int, platform: Dict[str, Any]) -> Case:
     spec_name = str(peak.get("compute_spec") or "")
     platform_peaks = _obj(platform, "peak_tflops")
     number = _num(raw.get("case"))
+    rows = _num(raw.get("block_rows"))
     return Case(
-        number=int(number) if number is not None else index, op=str(raw.get("op", f"case {index}")),
-        role=role, phase=str(raw.get("phase", "")), gated=bool(shape.get("gated", False)), **dims,
+        number=int(number) if number is not None else index, op=clean(raw.get("op", f"case {index}")),
+        role=role, phase=clean(raw.get("phase", "")), gated=bool(shape.get("gated", False)), **dims,
         act_dtype=adt, act_fn=str(act.get("function") or "silu").lower(),
         act_fused=bool(act.get("fused_in_up_kernel", False)), wfmt=wfmt, block=block,
         zero_points=bool(weights.get("zero_points", wfmt == "int4")),
@@ -156,8 +177,20 @@ def parse_case(raw: Any, index: int, platform: Dict[str, Any]) -> Case:
         spec_flops=_num(raw.get("flops_per_call")), spec_bytes=_num(raw.get("bytes_per_call")), trace=trace,
         peak_tflops=_num(peak.get("tflops")) or _num(platform_peaks.get(spec_name)),
         peak_tbs=_num(peak.get("tbs")) or _num(platform.get("peak_hbm_tbs")),
-        compute_spec=spec_name, platform=str(platform.get("name") or "trace platform"),
+        compute_spec=clean(spec_name), platform=clean(platform.get("name") or "trace platform"),
+        family=clean(raw.get("family") or ""), library=clean(raw.get("library") or ""),
+        block_rows=int(rows) if rows and 1 <= rows <= 256 and rows == int(rows) else 16,
+        down_per_slot=_obj(raw, "output").get("rows") == "token_slot", hot_experts=_interval(raw, dims["E"]),
     )
+
+
+def _interval(raw: Dict[str, Any], experts: int) -> Optional[Tuple[float, float]]:
+    """The experts the trace's call durations imply were read (low, high), when the spec carries them."""
+    found = _obj(_obj(raw, "routing"), "implied_active_experts")
+    low, high = _num(found.get("low")), _num(found.get("high"))
+    if low is None or high is None or not 1 <= low <= high <= experts:
+        return None
+    return low, high
 
 
 def select_cases(cases: List[Case], wanted: Optional[Sequence[int]]) -> List[Case]:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .casespec import Case, LIBRARIES, ROUTINGS, ReplayError, SpecError, find_spec, load_spec, select_cases
+from .backends import BASELINES, custom_backend
+from .casespec import LIBRARIES, ROUTINGS, Case, ReplayError, SpecError, clean, find_spec, load_spec, select_cases
+from .compare import run_compare, run_case
 from .weights import import_torch
-from .timing import run_case
-from .report import format_list, format_plan, format_result, list_row, plan_case
+from .report import format_compare, format_list, format_plan, format_result, list_row, plan_case
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -21,14 +23,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--list", action="store_true", help="one line per case")
     mode.add_argument("--dry-run", action="store_true", help="the plan of each case, without PyTorch")
+    parser.add_argument("--compare", action="store_true",
+                        help="time every backend that can run each case side by side (with --dry-run: the plan)")
     parser.add_argument("--spec", help="the replay spec JSON (default: found beside this script)")
     parser.add_argument("--json", action="store_true", help="one JSON document instead of text")
     parser.add_argument("--case", type=int, action="append", metavar="N", help="only case N (repeatable)")
     parser.add_argument("--routing", choices=ROUTINGS, default="uniform", help="expert choice (default uniform)")
     parser.add_argument("--zipf", type=float, default=1.2, metavar="S", help="skew exponent of --routing skewed")
     parser.add_argument("--seed", type=int, default=0, help="seed of routing and tensor contents (default 0)")
-    parser.add_argument("--backend", choices=("auto", "torch") + LIBRARIES, default="auto",
-                        help="auto = the case's backend when importable, else torch")
+    parser.add_argument("--backend", default="auto", metavar="NAME",
+                        help="auto (the case's library when importable, else torch), " + ", ".join(
+                            LIBRARIES + BASELINES) + ", or module:function for your own kernel (see the docs)")
     parser.add_argument("--device", default="cuda", help="torch device (default cuda; cpu for a sanity run)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed calls first (default 10)")
     parser.add_argument("--iters", type=int, default=50, help="timed calls (default 50)")
@@ -40,6 +45,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.iters < 1 or args.warmup < 0 or args.zipf < 0:
         parser.error("--iters must be >= 1, --warmup >= 0 and --zipf >= 0")
+    if args.backend not in ("auto",) + LIBRARIES + BASELINES and not custom_backend(args.backend):
+        parser.error(f"--backend {clean(args.backend)!r}: expected auto, one of {', '.join(LIBRARIES + BASELINES)}"
+                     " or module:function")
     return args
 
 
@@ -56,8 +64,12 @@ def run_all(cases: List[Case], args: argparse.Namespace, emit: Callable[[str], N
     emit(f"spec {spec}\ndevice {name}, torch {torch.__version__}")
     results = []
     for case in cases:
-        results.append(run_case(torch, case, args, device, name))
-        emit("\n" + format_result(case, results[-1]))
+        if args.compare:
+            results.append(run_compare(torch, case, args, device, name))
+            emit("\n" + format_compare(case, results[-1]))
+        else:
+            results.append(run_case(torch, case, args, device, name))
+            emit("\n" + format_result(case, results[-1]))
     return {"device": name, "torch": torch.__version__, "cases": results}
 
 
@@ -93,5 +105,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def entry() -> int:
+    """main() with the conventional endings: 130 on Ctrl-C, 141 on a closed pipe, no traceback."""
+    try:
+        code = main()
+        sys.stdout.flush()
+        return code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader left (``| head``): send what is still buffered nowhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

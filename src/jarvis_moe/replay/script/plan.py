@@ -40,8 +40,8 @@ def weight_tensors(name: str, fmt: str, E: int, rows: int, cols: int,
                    block: Tuple[int, int] = (1, 1), zero_points: bool = False) -> List[TensorSpec]:
     """Stored tensors of E expert matrices [rows, cols] (cols = reduction dim) in format fmt."""
     full = (E, rows, cols)
-    if fmt in ("bf16", "fp16"):
-        return [TensorSpec(name, full, fmt, 2 * _prod(full), "weight")]
+    if fmt in ("bf16", "fp16", "fp32"):
+        return [TensorSpec(name, full, fmt, ACT_BYTES[fmt] * _prod(full), "weight")]
     if fmt == "fp8":
         return [TensorSpec(name, full, "fp8_e4m3", _prod(full), "weight"),
                 TensorSpec(name + "_scale", (E,), "fp32", 4 * E, "weight", "per-tensor scale per expert")]
@@ -87,6 +87,9 @@ def tensor_plan(case: Case, stage: Optional[str] = None) -> List[TensorSpec]:
     if stage == "up":
         cols = N if case.act_fused else up_cols(case)
         plan.append(TensorSpec("out", (M * k, cols), a, M * k * cols * ab, "output"))
+    elif stage == "down" and case.down_per_slot:
+        plan.append(TensorSpec("out", (M, k, K), a, M * k * K * ab, "output",
+                               "one row per (token, expert), summed by a separate kernel, as the trace's launch"))
     else:
         plan.append(TensorSpec("out", (M, K), a, M * K * ab, "output"))
     return plan

@@ -5,37 +5,45 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, List, Optional
 
-from .casespec import Case, _num, _obj
+from .backends import compare_plan, custom_backend, select_backend, whole_layer_note
+from .casespec import Case, ReplayError, _num, _obj, clean
 from .plan import bytes_per_call, expected_active_experts, flops_per_call, tensor_plan
-from .routing import make_routing, routing_summary
-from .backends import select_backend, whole_layer_note
+from .routing import case_routing, routing_summary
 
 
 def plan_case(case: Case, args: argparse.Namespace) -> Dict[str, Any]:
     """The dry-run of one case: tensors, routing, backend, recomputed FLOPs and bytes."""
-    ids, _ = make_routing(args.routing, case.M, case.E, case.topk, args.seed, args.zipf)
+    try:
+        ids, _, notes = case_routing(case, args.routing, args.seed, args.zipf)
+        summary: Optional[Dict[str, Any]] = dict(kind=args.routing, seed=args.seed, **routing_summary(ids, case.E))
+    except ReplayError as exc:  # too many tokens to draw: the plan stands without a drawn routing
+        summary, notes = None, [f"routing not drawn: {exc}"]
     backend, why = select_backend(args.backend, case)
-    plan = tensor_plan(case, "fused" if backend != "torch" else None)
+    library = backend not in ("torch", "grouped", "triton") and not custom_backend(backend)
+    plan = tensor_plan(case, "fused" if library else None)
     role_plan = tensor_plan(case)
-    summary = routing_summary(ids, case.E)
     expected = expected_active_experts(case.E, case.topk, case.M)
-    notes = [n for n in (why, whole_layer_note(backend, case)) if n]
-    return {
+    notes += [n for n in (why, whole_layer_note(backend, case) if library else None) if n]
+    out = {
         "case": case.number, "op": case.op, "role": case.role, "phase": case.phase,
         "shape": {"M": case.M, "K": case.K, "N": case.N, "E": case.E, "topk": case.topk, "gated": case.gated},
         "weights": case.wfmt, "activation": {"dtype": case.act_dtype, "function": case.act_fn,
                                              "fused_in_up_kernel": case.act_fused},
         "tensors": [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "bytes": t.nbytes,
                      "kind": t.kind, "note": t.note} for t in plan],
-        "routing": dict(kind=args.routing, seed=args.seed, **summary),
+        "routing": summary,
         "backend": backend, "backend_in_spec": case.backend, "notes": notes,
         "flops_per_call": {"recomputed": flops_per_call(case.role, case.M, case.K, case.N, case.topk, case.gated),
                            "spec": case.spec_flops},
         "bytes_per_call": {"recomputed_expected_active": bytes_per_call(role_plan, case.E, expected),
                            "expected_active_experts": expected,
-                           "recomputed_this_routing": bytes_per_call(role_plan, case.E, summary["active_experts"]),
+                           "recomputed_this_routing": bytes_per_call(role_plan, case.E, summary["active_experts"])
+                           if summary else None,
                            "spec": case.spec_bytes},
     }
+    if args.compare:
+        out["compare"] = compare_plan(case, args.backend if custom_backend(args.backend) else None)
+    return out
 
 
 def list_row(case: Case) -> Dict[str, Any]:
@@ -58,9 +66,9 @@ def _shape(case: Dict[str, Any]) -> str:
 
 
 def format_list(meta: Dict[str, Any], rows: List[Dict[str, Any]]) -> str:
-    platform = _obj(meta, "platform").get("name", "?")
-    lines = [f"{meta.get('category', '?')}: {len(rows)} case(s), trace on {platform}"
-             f" ({meta.get('generated_by', 'unknown generator')})"]
+    platform = clean(_obj(meta, "platform").get("name", "?"))
+    lines = [f"{clean(meta.get('category', '?'))}: {len(rows)} case(s), trace on {platform}"
+             f" ({clean(meta.get('generated_by', 'unknown generator'))})"]
     for r in rows:
         lines.append(f"  {r['case']:>3}  {r['op']}  {r['role']}/{r['phase'] or '-'}  {_shape(r)}  {r['weights']}"
                      f"  trace {_f(r['trace_mean_us'], unit=' us')}  eff {_f(r['efficiency_pct'], unit='%')}")
@@ -77,14 +85,37 @@ def format_plan(p: Dict[str, Any]) -> str:
         shape = "[" + ", ".join(map(str, t["shape"])) + "]"
         lines.append(f"    {t['name']:<13} {shape:<22} {t['dtype']:<9} {t['bytes']:>15,} B  {t['note']}")
     r, fl, by = p["routing"], p["flops_per_call"], p["bytes_per_call"]
-    lines += [f"  routing   {r['kind']} (seed {r['seed']}): {r['active_experts']} of {r['experts']} experts active,"
-              f" tokens per expert min {r['min_tokens']} / mean {r['mean_tokens']:.2f} / max {r['max_tokens']}",
-              f"  flops     {fl['recomputed']:,} recomputed | spec {_f(fl['spec'], '{:,.0f}')}",
+    if r:
+        lines.append(f"  routing   {r['kind']} (seed {r['seed']}): {r['active_experts']} of {r['experts']} experts "
+                     f"active, tokens per expert min {r['min_tokens']} / mean {r['mean_tokens']:.2f} / max "
+                     f"{r['max_tokens']}")
+    lines += [f"  flops     {fl['recomputed']:,} recomputed | spec {_f(fl['spec'], '{:,.0f}')}",
               f"  bytes     {by['recomputed_expected_active']:,.0f} recomputed at {by['expected_active_experts']:.2f}"
-              f" expected active experts (weights with scales) | spec {_f(by['spec'], '{:,.0f}')}",
-              f"            {by['recomputed_this_routing']:,.0f} at this routing's {r['active_experts']} active"
-              " experts"]
+              f" expected active experts (weights with scales) | spec {_f(by['spec'], '{:,.0f}')}"]
+    if r:
+        lines.append(f"            {by['recomputed_this_routing']:,.0f} at this routing's {r['active_experts']} "
+                     "active experts")
+    for row in p.get("compare", []):
+        lines.append(f"  compare   {row['backend']:<9} {'runs' if row['runs'] else 'skipped':<8} {row['note']}")
     return "\n".join(lines + [f"  note: {n}" for n in p["notes"]])
+
+
+def format_compare(case: Case, r: Dict[str, Any]) -> str:
+    """One table per case: backend, µs, % of the trace platform's roofline, ratio to the trace."""
+    trace = _num(case.trace.get("mean_us"))
+    lines = [f"case {case.number}  {case.op}  ({case.role}, {case.phase or '-'}, {_shape(vars(case))}, {case.wfmt})",
+             f"  routing {r['routing']['kind']}: {r['routing']['active_experts']} of {case.E} experts active;"
+             f" trace {_f(trace, unit=' us')} ({_f(_num(case.trace.get('efficiency_pct')), unit='%')} of roofline)",
+             f"  {'backend':<16} {'us':>10} {'% roofline':>11} {'x trace':>8}  note"]
+    for row in r["backends"]:
+        t = row.get("timing")
+        if t is None:
+            lines.append(f"  {row['backend']:<16} {'-':>10} {'-':>11} {'-':>8}  {row['note']}")
+            continue
+        lines.append(f"  {row['backend']:<16} {t['mean_us']:>10.2f} {_f(row['roofline']['pct'], '{:.1f}'):>11}"
+                     f" {_f(row['trace']['ratio'], '{:.2f}'):>8}  {row['note']}")
+    notes = list(r["notes"]) + [f"{row['backend']}: {n}" for row in r["backends"] for n in row.get("notes", [])]
+    return "\n".join(lines + [f"  note: {n}" for n in notes])
 
 
 def format_result(case: Case, r: Dict[str, Any]) -> str:

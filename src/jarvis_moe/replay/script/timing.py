@@ -9,10 +9,6 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .casespec import Case, _num
 from .plan import datasheet_peaks, dtype_key, pct_of, roofline_us
-from .routing import make_routing, routing_summary
-from .backends import select_backend, whole_layer_note
-from .weights import build_problem, check_reference, reference_forward
-from .libraries import RUNNERS
 
 
 def synchronize(torch: Any, device: Any) -> None:
@@ -68,44 +64,6 @@ def local_peaks(args: argparse.Namespace, device_name: str, case: Case) -> Optio
     if tflops is None or tbs is None:
         return None
     return {"device": device_name, "tflops": tflops, "tbs": tbs, "source": source}
-
-
-def run_case(torch: Any, case: Case, args: argparse.Namespace, device: Any, device_name: str) -> Dict[str, Any]:
-    """Build, optionally check, and time one case; the figures of its report."""
-    ids, gates = make_routing(args.routing, case.M, case.E, case.topk, args.seed, args.zipf)
-    backend, why = select_backend(args.backend, case)
-    notes = [why] if why else []
-    problem = build_problem(torch, case, ids, gates, device, args.seed, "fused" if backend != "torch" else None)
-    fn: Callable[[], Any] = lambda: reference_forward(torch, problem)  # noqa: E731
-    if backend != "torch":
-        try:
-            fn = RUNNERS[backend](torch, problem)
-            fn()
-            synchronize(torch, device)
-        except Exception as exc:  # noqa: BLE001 - any library failure falls back to the reference
-            notes.append(f"warning: {backend} backend failed ({type(exc).__name__}: {exc}); using torch")
-            backend = "torch"
-            problem = build_problem(torch, case, ids, gates, device, args.seed)
-            fn = lambda: reference_forward(torch, problem)  # noqa: E731
-    notes += problem.notes + [n for n in [whole_layer_note(backend, case)] if n]
-    if backend == "torch":
-        notes.append("torch reference: per-expert dequantise and matmul as separate ops; a baseline, not a tuned "
-                     "kernel")
-    result: Dict[str, Any] = {"case": case.number, "op": case.op, "role": case.role, "backend": backend,
-                              "routing": dict(kind=args.routing, seed=args.seed, **routing_summary(ids, case.E))}
-    if args.check:
-        ref_problem = problem if backend == "torch" else build_problem(torch, case, ids, gates, device, args.seed)
-        result["check"] = check_reference(torch, ref_problem)
-    flush_mib = 0 if args.no_flush else 512
-    try:
-        timing = time_op(torch, fn, device, args.warmup, args.iters, flush_mib, args.graph)
-    except Exception as exc:  # noqa: BLE001 - a capture failure of any kind falls back to eager timing
-        if not args.graph:
-            raise
-        notes.append(f"warning: cuda graph capture failed ({type(exc).__name__}: {exc}); timed eagerly")
-        timing = time_op(torch, fn, device, args.warmup, args.iters, flush_mib)
-    result.update(timing=timing, notes=notes, **figures(case, timing["mean_us"], local_peaks(args, device_name, case)))
-    return result
 
 
 def figures(case: Case, mean_us: float, local: Optional[Dict[str, Any]]) -> Dict[str, Any]:

@@ -77,6 +77,7 @@ class StoredWeights:
         self.t[main.name] = w.mul_(1.0 / math.sqrt(self.cols))
 
     _build_fp16 = _build_bf16
+    _build_fp32 = _build_bf16
 
     def _build_fp8(self, specs: List[TensorSpec], main: TensorSpec) -> None:
         torch = self.torch
@@ -124,7 +125,7 @@ class StoredWeights:
         """Expert e as a [rows, cols] matrix in the activation dtype."""
         torch, rows, cols, fmt, work = self.torch, self.rows, self.cols, self.fmt, self.work
         q = self.q[e]
-        if fmt in ("bf16", "fp16"):
+        if fmt in ("bf16", "fp16", "fp32"):
             return q if q.dtype == self.act else q.to(self.act)
         scale = self.scales()[0][e].to(work)
         if fmt == "fp8":
@@ -223,7 +224,11 @@ def reference_forward(torch: Any, p: Problem) -> Any:
                 out.index_copy_(0, slots, h)
                 continue
         y = h @ p.w2.expert(e).t()
-        out.index_add_(0, toks, y * flat_gates.index_select(0, slots).unsqueeze(1).to(y.dtype))
+        y = y * flat_gates.index_select(0, slots).unsqueeze(1).to(y.dtype)
+        if case.down_per_slot:  # the launch writes one row per (token, expert); a separate kernel sums them
+            out.view(-1, case.K).index_copy_(0, slots, y)
+        else:
+            out.index_add_(0, toks, y)
     return out
 
 
@@ -234,8 +239,9 @@ def dense_forward(torch: Any, p: Problem, tokens: int) -> Any:
     def w(which: str, e: int) -> Any:
         return getattr(p, which).expert(e).float()
 
-    rows = tokens * k if case.role == "up" else tokens
-    out = torch.zeros((rows, p.out.shape[1]), dtype=torch.float32, device=p.out.device)
+    per_slot = case.role == "up" or case.down_per_slot
+    rows = tokens * k if per_slot else tokens
+    out = torch.zeros((rows, p.out.shape[-1]), dtype=torch.float32, device=p.out.device)
     for t in range(tokens):
         for j, e in enumerate(p.ids[t]):
             if case.role == "down":
@@ -246,15 +252,17 @@ def dense_forward(torch: Any, p: Problem, tokens: int) -> Any:
                 if case.role == "up":
                     out[t * k + j] = h
                     continue
-            out[t] += p.gates[t][j] * (h @ w("w2", e).t())
+            out[t * k + j if per_slot else t] += p.gates[t][j] * (h @ w("w2", e).t())
     return out
 
 
-def check_reference(torch: Any, p: Problem, max_tokens: int = 64) -> Dict[str, Any]:
-    """Max error of the reference output against the dense loop, relative to the dense output's max."""
+def check_reference(torch: Any, p: Problem, max_tokens: int = 64,
+                    forward: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
+    """Max error of an output (default: the reference's) against the dense loop, relative to the dense max."""
     tokens = min(p.case.M, max_tokens)
     dense = dense_forward(torch, p, tokens)
-    ref = reference_forward(torch, p)[: dense.shape[0]].float()
+    got = forward() if forward is not None else reference_forward(torch, p)
+    ref = got.reshape(-1, p.out.shape[-1])[: dense.shape[0]].float()
     err = (ref - dense).abs().max().item() / max(dense.abs().max().item(), 1e-30)
     return {"max_rel_err": err, "tokens_checked": tokens}
 
