@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jarvis_moe.engine import moe_model
-from jarvis_moe.engine.families import BY_KEY, FAMILIES, name_to_key
+from jarvis_moe.engine.families import BY_KEY, FAMILIES, block_from_launch, name_to_key
+from jarvis_moe.engine.weights import int4_group
 
 
 def family_of(op_name: str):
@@ -32,17 +33,18 @@ from samples import FIXTURES, category_of, fixture_metrics, metrics_for
 
 MIB = 1 << 20
 
-# (fixture, op index) -> role, M, K, N, E, k, rows per block, where the block came from, weight format
+# (fixture, op index) -> role, M, K, N, E, k, rows per block, where the block came from, weight format.
+# Blocks: the launch arguments (sorted-token buffer, expert ids) first, then the kernel name.
 EXPECTED = {
     "gpt-oss-20b-mi300x-decode-bs32": [("down", 32, 3072, 3072, 32, 4, 16, "kernel_name", "MXFP4"),
                                        ("up", 32, 3072, 3072, 32, 4, 16, "kernel_name", "MXFP4")],
     "gpt-oss-20b-mi300x-prefill-bs8192": [("up", 8192, 3072, 3072, 32, 4, 128, "kernel_name", "MXFP4"),
                                           ("down", 8192, 3072, 3072, 32, 4, 128, "kernel_name", "MXFP4")],
     "synthetic-mixtral-decode-bf16": [("fused", 16, 4096, 14336, 8, 2, 32, "documented_default", "BF16")],
-    "fam-ck-two-stage-dsv2lite-mi300x": [("up", 16, 2048, 1408, 64, 6, 32, "kernel_name", "BF16"),
-                                         ("down", 16, 2048, 1408, 64, 6, 32, "kernel_name", "BF16"),
-                                         ("up", 2048, 2048, 1408, 64, 6, 128, "kernel_name", "BF16"),
-                                         ("down", 2048, 2048, 1408, 64, 6, 128, "kernel_name", "BF16")],
+    "fam-ck-two-stage-dsv2lite-mi300x": [("up", 16, 2048, 1408, 64, 6, 64, "launch_args", "BF16"),
+                                         ("down", 16, 2048, 1408, 64, 6, 64, "launch_args", "BF16"),
+                                         ("up", 2048, 2048, 1408, 64, 6, 64, "launch_args", "BF16"),
+                                         ("down", 2048, 2048, 1408, 64, 6, 64, "launch_args", "BF16")],
     "fam-sglang-triton-mixtral-fp8-mi300x": [
         ("up", 64, 4096, 14336, 8, 2, 16, "launch_args", "FP8 block-scaled (128×128)"),
         ("up", 2048, 4096, 14336, 8, 2, 64, "launch_args", "FP8 block-scaled (128×128)"),
@@ -53,23 +55,23 @@ EXPECTED = {
                                                ("up", 32, 4096, 14336, 8, 2, 16, "launch_args", "BF16"),
                                                ("down", 32, 4096, 14336, 8, 2, 16, "launch_args", "BF16")],
     "fam-cktile-two-stage-qwen3-235b-a22b-fp8-tp4-mi300x": [
-        ("up", 32, 4096, 384, 128, 8, 64, "kernel_name", "FP8 (per-tensor or per-channel scales)"),
-        ("up", 4096, 4096, 384, 128, 8, 64, "kernel_name", "FP8 (per-tensor or per-channel scales)"),
-        ("down", 32, 4096, 384, 128, 8, 64, "kernel_name", "FP8 (per-tensor or per-channel scales)"),
-        ("down", 4096, 4096, 384, 128, 8, 64, "kernel_name", "FP8 (per-tensor or per-channel scales)")],
+        ("up", 32, 4096, 384, 128, 8, 64, "launch_args", "FP8 (per-tensor or per-channel scales)"),
+        ("up", 4096, 4096, 384, 128, 8, 64, "launch_args", "FP8 (per-tensor or per-channel scales)"),
+        ("down", 32, 4096, 384, 128, 8, 64, "launch_args", "FP8 (per-tensor or per-channel scales)"),
+        ("down", 4096, 4096, 384, 128, 8, 64, "launch_args", "FP8 (per-tensor or per-channel scales)")],
     "fam-flydsl-two-stage-glm45-air-fp8-mi325x": [
         ("up", 8192, 4096, 1408, 128, 8, 128, "assumed", "FP8 (per-tensor or per-channel scales)"),
         ("up", 16, 4096, 1408, 128, 8, 16, "assumed", "FP8 (per-tensor or per-channel scales)"),
         ("down", 8192, 4096, 1408, 128, 8, 128, "assumed", "FP8 (per-tensor or per-channel scales)"),
         ("down", 16, 4096, 1408, 128, 8, 16, "assumed", "FP8 (per-tensor or per-channel scales)")],
     "fam-gptq-awq-qwen3-30b-a3b-mi300x": [
-        ("up", 4096, 2048, 768, 128, 8, 64, "documented_default", "INT4 GPTQ/AWQ (group 128 assumed)"),
-        ("down", 4096, 2048, 768, 128, 8, 64, "documented_default", "INT4 GPTQ/AWQ (group 128 assumed)"),
-        ("up", 32, 2048, 768, 128, 8, 32, "documented_default", "INT4 GPTQ/AWQ (group 128 assumed)"),
-        ("down", 32, 2048, 768, 128, 8, 32, "documented_default", "INT4 GPTQ/AWQ (group 128 assumed)")],
+        ("up", 4096, 2048, 768, 128, 8, 64, "documented_default", "INT4 GPTQ/AWQ (group 128)"),
+        ("down", 4096, 2048, 768, 128, 8, 64, "documented_default", "INT4 GPTQ/AWQ (group 128)"),
+        ("up", 32, 2048, 768, 128, 8, 32, "documented_default", "INT4 GPTQ/AWQ (group 128)"),
+        ("down", 32, 2048, 768, 128, 8, 32, "documented_default", "INT4 GPTQ/AWQ (group 128)")],
     "fam-fp8-blockscale-dsv3-tp8-mi300x": [
-        ("fused", 32, 7168, 256, 256, 8, 32, "kernel_name", "FP8 block-scaled (128×128)"),
-        ("fused", 8192, 7168, 256, 256, 8, 32, "kernel_name", "FP8 block-scaled (128×128)")],
+        ("fused", 32, 7168, 256, 256, 8, 32, "launch_args", "FP8 block-scaled (128×128)"),
+        ("fused", 8192, 7168, 256, 256, 8, 32, "launch_args", "FP8 block-scaled (128×128)")],
     "fam-aiter-1stage-llama4-scout-fp8-mi325x": [
         ("fused", 32, 5120, 8192, 16, 1, 32, "kernel_name", "FP8 (per-tensor or per-channel scales)"),
         ("fused", 4096, 5120, 8192, 16, 1, 32, "kernel_name", "FP8 (per-tensor or per-channel scales)")],
@@ -322,3 +324,35 @@ def test_unseen_shapes_and_platforms_pass_the_same_checks(tmp_path, name, m, e, 
             assert moe.crossover_tokens > m and moe.crossover_memory_tbs and moe.crossover_compute_tflops
         assert 1 <= moe.padding_block_rows <= 256 and 0 <= moe.padding_waste_pct < 100
         assert math.isfinite(op.efficiency.efficiency_percent)
+
+
+def test_launch_arguments_come_before_the_kernel_name_and_a_conflict_is_kept():
+    # DeepSeek-V2-Lite on AITER CK two-stage, M=16, k=6, E=64: the sorted-token buffer holds
+    # 96 + 64·(64 − 1) = 4128 slots in ceil(4128 / 64) = 65 blocks, so B = 64; the kernel name's
+    # MPerBlock says 32 (decode) and 128 (prefill: 12288 + 64·63 = 16320 slots, 255 blocks).
+    ops = fixture_metrics("fam-ck-two-stage-dsv2lite-mi300x").operations
+    got = {(op.moe.kind, op.moe.num_tokens): (op.moe.padding_block_rows, op.moe.padding_block_source,
+                                             op.moe.padding_block_kernel_name_rows) for op in ops}
+    assert got[("up", 16)] == got[("down", 16)] == (64, "launch_args", 32)
+    assert got[("up", 2048)] == got[("down", 2048)] == (64, "launch_args", 128)
+    assert any("launch arguments give 64-row blocks and its kernel name 32" in w for w in ops[0].warnings)
+
+
+def test_aiter_sorting_buffers_give_the_block():
+    # AITER moe_sorting: M·k + E·B − k slots. Qwen3-235B decode (M=32, k=8, E=128): 256 + 8192 − 8 =
+    # 8440 slots in 132 blocks of 64; DeepSeek-V3 (E=256, B=32): 256 + 8192 − 8 = 8440 in 264 blocks.
+    assert block_from_launch([(8440,), (132,), (2,)], 32, 8, 128) == 64
+    assert block_from_launch([(8440,), (8440,), (264,), (1,)], 32, 8, 256) == 32
+    ops = fixture_metrics("fam-cktile-two-stage-qwen3-235b-a22b-fp8-tp4-mi300x").operations
+    assert {(op.moe.padding_block_rows, op.moe.padding_block_source) for op in ops} == {(64, "launch_args")}
+
+
+def test_int4_group_size_comes_from_the_scale_shapes():
+    # Qwen3-30B-A3B AWQ: up weights (128, 1536, 1024) packed (K = 2048), scales (128, 1536, 16):
+    # 2048 / 16 = 128 values per group; down scales (128, 2048, 6) over K = 768: 128 again.
+    assert int4_group([(128, 1536, 1024), (128, 1536, 16)], 128, 1536, 2048) == 128
+    assert int4_group([(128, 1536, 1024)], 128, 1536, 2048) is None  # packed weights: "group" 2
+    assert int4_group([(128, 1536, 32)], 128, 1536, 2048) == 64
+    for op in fixture_metrics("fam-gptq-awq-qwen3-30b-a3b-mi300x").operations:
+        fmt = op.moe.weight_format
+        assert (fmt.name, fmt.scale_block, fmt.source) == ("INT4 GPTQ/AWQ (group 128)", [1, 128], "input_dims")

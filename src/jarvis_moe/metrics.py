@@ -137,6 +137,7 @@ class MoeFigures(Model):
     padding_waste_pct: float | None
     padding_block_rows: int | None
     padding_block_source: Literal["kernel_name", "launch_args", "documented_default", "assumed"] | None
+    padding_block_kernel_name_rows: int | None  # the kernel name's block where it disagrees with the launch
     padding_time_pct: float | None
     phase: Literal["decode", "prefill"]
     skew: RoutingEvidence

@@ -21,16 +21,16 @@ ROLES = ("fused", "up", "down", "by-shape")
 
 @dataclass(frozen=True)
 class BlockRule:
-    """Where the row block of a family's kernels comes from, in this order.
+    """Where the row block of a family's kernels comes from after the launch arguments.
 
+    The sorted-token buffer of a launch, when its arguments hold one, comes
+    first for every family (:func:`block_from_launch`); then
     ``kernel_patterns`` read it from a kernel name (group 1 is the block);
-    ``launch_args`` reads it from the sorted-token buffer of a Triton fused
-    MoE launch; ``default`` is the implementation's documented default, and
+    ``default`` is the implementation's documented default, and
     ``default_note`` says where it is documented and when it applies.
     """
 
     kernel_patterns: tuple[re.Pattern[str], ...] = ()
-    launch_args: bool = False
     default: int | None = None
     # Defaults that depend on the token count: (largest M, rows), in order.
     default_steps: tuple[tuple[int, int], ...] = ()
@@ -142,7 +142,7 @@ FAMILIES: tuple[Family, ...] = (
         role="up", bucket="moe_unfused", library="Triton", implementation="vLLM Triton fused_moe, GPTQ/AWQ int4",
         schema="moe", activation_fused=False, weight_format="int4_group",
         replay_backend="vllm", block=BlockRule(
-            launch_args=True, default=64, default_steps=((20, 16), (40, 32)),
+            default=64, default_steps=((20, 16), (40, 32)),
             default_note="vLLM's int4 (wNa16) default config: 16 rows up to 20 tokens, 32 up to 40, else 64"),
     ),
     Family(
@@ -150,7 +150,7 @@ FAMILIES: tuple[Family, ...] = (
         role="down", bucket="moe_unfused", library="Triton", implementation="vLLM Triton fused_moe, GPTQ/AWQ int4",
         schema="moe", weight_format="int4_group",
         replay_backend="vllm", block=BlockRule(
-            launch_args=True, default=64, default_steps=((20, 16), (40, 32)),
+            default=64, default_steps=((20, 16), (40, 32)),
             default_note="vLLM's int4 (wNa16) default config: 16 rows up to 20 tokens, 32 up to 40, else 64"),
     ),
     Family(
@@ -158,7 +158,7 @@ FAMILIES: tuple[Family, ...] = (
         op_names=("sglang_profiler::fused_moe_triton_kernels_invoke_fused_moe_kernel",),
         role="by-shape", bucket="moe_unfused", library="Triton", implementation="SGLang Triton fused_moe",
         schema="grouped_gemm", activation_fused=False, replay_backend="sglang",
-        block=BlockRule(launch_args=True),
+        block=BlockRule(),
     ),
 )
 
@@ -214,15 +214,17 @@ def block_from_launch(dims: list[tuple[int, ...]], num_tokens: int, topk: int, e
 
     ``moe_align_block_size`` allocates M·k + E·(B − 1) slots (vLLM) or
     M·k + (E + 1)·(B − 1) (SGLang, sometimes rounded up to a multiple of 4),
-    and one expert id per block: a 1-D pair (sorted ids, expert ids) whose
-    sizes fit one of these for one power-of-two B identifies it.
+    AITER's ``moe_sorting`` M·k + E·B − k, and one expert id per block: a
+    1-D pair (sorted ids, expert ids) whose sizes fit one of these for one
+    power-of-two B identifies it.
     """
     numel = num_tokens * topk
     singles = [d[0] for d in dims if len(d) == 1 and d[0] > 1]
     for i, length in enumerate(singles[:-1]):
         blocks = singles[i + 1]
         for block in (16, 32, 64, 128, 256):
-            sizes = {numel + experts * (block - 1), numel + (experts + 1) * (block - 1)}
+            sizes = {numel + experts * (block - 1), numel + (experts + 1) * (block - 1),
+                     numel + experts * block - topk}
             sizes |= {-(-s // 4) * 4 for s in set(sizes)}
             if length in sizes and blocks == -(-length // block):
                 return block

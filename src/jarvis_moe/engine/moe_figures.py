@@ -65,19 +65,24 @@ def assumed_block(tokens: int) -> int:
 
 
 def block_rows(family: Family, shape: Shape, kernels: Sequence[str],
-               dims: Sequence[Sequence[int]] | None) -> tuple[int, str]:
-    """The op's row block and where it came from."""
-    found = block_from_kernels(family, list(kernels))
-    if found is not None:
-        return found, "kernel_name"
-    if family.block.launch_args and dims:
-        found = block_from_launch([tuple(d) for d in dims], shape.num_tokens, shape.topk, shape.num_experts)
-        if found is not None:
-            return found, "launch_args"
+               dims: Sequence[Sequence[int]] | None) -> tuple[int, str, int | None]:
+    """The op's row block, where it came from, and the kernel name's block when it disagrees.
+
+    The launch arguments first (the sorted-token buffer the kernel really
+    walks), then the kernel name, then the implementation's documented
+    default, else the common default by batch (assumed).
+    """
+    named = block_from_kernels(family, list(kernels))
+    launched = block_from_launch([tuple(d) for d in dims], shape.num_tokens, shape.topk,
+                                 shape.num_experts) if dims else None
+    if launched is not None:
+        return launched, "launch_args", named if named is not None and named != launched else None
+    if named is not None:
+        return named, "kernel_name", None
     default = family.block.documented_default(shape.num_tokens)
     if default is not None:
-        return default, "documented_default"
-    return assumed_block(shape.num_tokens), "assumed"
+        return default, "documented_default", None
+    return assumed_block(shape.num_tokens), "assumed", None
 
 
 def activation_quant(fmt: WeightFormat | None, kernels: Sequence[str]) -> str | None:
@@ -215,7 +220,7 @@ def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: S
     scales = moe_model.bytes_per_call(cost, expected, with_scales=True) - moved
     interval = moe_model.efficiency_interval(eff, cost) if bound == "memory" and eff is not None else None
     at_peak = moe_model.crossover_tokens(cost, peak_tflops, ctx.peak_tbs)
-    block, block_source = block_rows(family, shape, kernels, dims)
+    block, block_source, block_conflict = block_rows(family, shape, kernels, dims)
     waste = moe_model.padding_waste_pct(shape, block)
     flops = moe_model.flops(shape)
     mean_us = row["mean_us"]
@@ -254,6 +259,7 @@ def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: S
         efficiency_interval=Interval(low=round(interval[0], 2), high=round(interval[1], 2)) if interval else None,
         **cross, crossover_tokens_at_peak=at_peak.tokens,
         padding_waste_pct=round(waste, 1), padding_block_rows=block, padding_block_source=block_source,
+        padding_block_kernel_name_rows=block_conflict,
         padding_time_pct=rounded(padding_time, 1),
         phase="decode" if shape.num_tokens <= int(opts["decode_max_tokens"]) else "prefill",
         skew=skew_record(found, t.calls, block, ctx.noise, opts, corrected, explained).model_copy(

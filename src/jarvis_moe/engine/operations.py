@@ -166,6 +166,10 @@ def op_warnings(item: Listed, scope: str, moe: Any) -> list[str]:
     elif item.shape is None:
         out.append(f"the {item.family.implementation} shape could not be read from perf_params or "
                    "Input Dims, so it gets the shared figures only")
+    if moe is not None and moe.padding_block_kernel_name_rows is not None:
+        out.append(f"its launch arguments give {moe.padding_block_rows}-row blocks and its kernel name "
+                   f"{moe.padding_block_kernel_name_rows}: the padding and weight passes use the launch arguments, "
+                   "the buffer the kernel walks")
     eff = row["eff_roofline"]
     if row["over_100"] or row["is_anomaly"]:
         explained = moe is not None and moe.skew.over_100_explained

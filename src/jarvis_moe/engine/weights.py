@@ -9,8 +9,8 @@ leaves scales and zero points out. The formats MoE kernels really read:
 - FP8 block-scaled (DeepSeek-V3 style): one fp32 scale per 128×128 block
   (+4/16384 byte per weight);
 - GPTQ/AWQ int4: two values per byte, a 16-bit scale and a packed 4-bit zero
-  point per group of G values along K (+2.5/G byte per weight); the group
-  size is the checkpoint's, 128 is assumed;
+  point per group of G values along K (+2.5/G byte per weight); G from the
+  scale tensor [E, R, K / G] among the launch's inputs, else 128 assumed;
 - FP8 per-tensor or per-channel, bf16, fp16: scales negligible or none.
 """
 
@@ -36,11 +36,25 @@ def _fp8_block(source: str) -> WeightFormat:
                         overhead_bytes_per_weight=4 / (128 * 128), source=source)
 
 
-def _int4(source: str) -> WeightFormat:
-    group = ASSUMED_INT4_GROUP
-    return WeightFormat(name=f"INT4 GPTQ/AWQ (group {group} assumed)", element="int4", bits=4,
-                        scale_dtype="fp16", scale_block=[1, group], zero_points=True,
-                        overhead_bytes_per_weight=2.5 / group, source=source)
+def _int4(source: str, group: int | None = None) -> WeightFormat:
+    name = f"INT4 GPTQ/AWQ (group {group})" if group else f"INT4 GPTQ/AWQ (group {ASSUMED_INT4_GROUP} assumed)"
+    group = group or ASSUMED_INT4_GROUP
+    return WeightFormat(name=name, element="int4", bits=4, scale_dtype="fp16", scale_block=[1, group],
+                        zero_points=True, overhead_bytes_per_weight=2.5 / group, source=source)
+
+
+def int4_group(dims: Sequence[Sequence[int]] | None, experts: int, rows: int, hidden: int) -> int | None:
+    """The quantisation group along K from a scale tensor [E, R, K / G] among the launch's inputs.
+
+    Groups are powers of two of at least 16 values; a packed weight tensor
+    (K / 2 or K / 8 per row) is too fine to be one.
+    """
+    for d in dims or ():
+        if len(d) == 3 and d[0] == experts and d[1] == rows and 0 < d[2] < hidden and hidden % d[2] == 0:
+            group = hidden // d[2]
+            if group >= 16 and group & (group - 1) == 0:
+                return group
+    return None
 
 
 def _block_scales(dims: Sequence[Sequence[int]], experts: int, rows: int, hidden: int) -> bool:
@@ -60,9 +74,10 @@ def weight_format(
     """
     if family.weight_format == "fp8_block":
         return _fp8_block("family")
-    if family.weight_format == "int4_group":
-        return _int4("family")
     found = dtypes.lookup(weight_dtype)
+    if family.weight_format == "int4_group" or (found is not None and found.label in ("int4", "uint4")):
+        group = int4_group(dims, experts, rows, hidden)
+        return _int4("input_dims" if group else ("family" if family.weight_format else "weight_dtype"), group)
     if found is None:
         return None
     names = " ".join(kernels).lower()
@@ -79,8 +94,6 @@ def weight_format(
             return _fp8_block("input_dims" if dims and _block_scales(dims, experts, rows, hidden)
                               else "kernel_name")
         return _plain("FP8 (per-tensor or per-channel scales)", "fp8", 8, "weight_dtype")
-    if found.label in ("int4", "uint4"):
-        return _int4("weight_dtype")
     if found.label in ("bf16", "fp16", "fp32"):
         return _plain(found.label.upper(), found.label, found.bytes * 8, "weight_dtype")
     return _plain(found.label, found.label, found.bytes * 8, "weight_dtype")

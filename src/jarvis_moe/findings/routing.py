@@ -198,6 +198,15 @@ def _crossover_line(m: MetricsOk, ops: list[Operation]) -> str | None:
             "expert's weights meets the compute time, at the trace's own rates.")
 
 
+def _block_conflict_line(m: MetricsOk, op: Operation) -> str | None:
+    moe = op.moe
+    if moe is None or moe.padding_block_kernel_name_rows is None:
+        return None
+    return (f"- Row block of {op_ref(m, op)}: the launch arguments (sorted-token buffer and expert ids) give "
+            f"{moe.padding_block_rows} rows, the kernel name {moe.padding_block_kernel_name_rows}; the figures use "
+            "the launch arguments, the buffer the kernel walks.")
+
+
 def _scales_line(m: MetricsOk, ops: list[Operation]) -> str | None:
     for op in ops:
         moe = op.moe
@@ -237,6 +246,7 @@ def routing(m: MetricsOk, max_ops: int) -> list[str]:
         if not body:
             body = [f"- Compute-bound ({phase_label(ops[0].moe.phase if ops[0].moe else None)}): routing does "
                     "not change the bound, and the durations are not read as routing evidence."]
+        body += [line for op in ops for line in [_block_conflict_line(m, op)] if line]
         lines += body + [""]
     return lines[:-1]
 
