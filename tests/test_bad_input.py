@@ -283,6 +283,28 @@ def _display_name_is_plain(out: Path, metrics: dict) -> None:
     assert ACTING.findall(at(out, FINDINGS).read_text(encoding="utf-8")) == []
 
 
+def blank_lines_between_rows(n_rows: int, row: int, **cells: str) -> Callable[[Path], None]:
+    """``n_rows`` signatures with a blank line after every record (and two at the end)."""
+    def build(out: Path) -> None:
+        edit_row(n_rows, row, **cells)(out)
+        data = at(out, CSV).read_bytes()
+        at(out, CSV).write_bytes(data.replace(b"\n", b"\n\n") + b"\r\n \n")
+    return build
+
+
+def _count_from_mean(out: Path, metrics: dict) -> None:
+    # operation_count 0 is refused; the count is then the time sum over the mean time.
+    _, rows = _rows(out)
+    expected = round(float(rows[0][TIME]) / float(rows[0]["Kernel Time (µs)_mean"]))
+    assert metrics["operations"][0]["count"] == expected > 1
+
+
+def _no_negative_zero(out: Path, metrics: dict) -> None:
+    assert metrics["total_time_ms"] == 0
+    text = at(out, FINDINGS).read_text(encoding="utf-8") + at(out, METRICS).read_text(encoding="utf-8")
+    assert re.search(r"-0(\.0+)?\b", text) is None
+
+
 LONG = "x" * 5_000_000
 DEEP_TUPLE = "(" * 10_000 + ")" * 10_000
 DEEP_LIST = "[" * 10_000 + "]" * 10_000
@@ -363,6 +385,16 @@ CASES = [
     Case("gflops-inf", edit(GFLOPS="inf"), "OK", CSV, "row 1", "'GFLOPS' are not usable numbers"),
     Case("gflops-negative", edit(GFLOPS="-1.5"), "OK", CSV, "row 1", "'GFLOPS' are not usable numbers"),
     Case("gflops-1e300", edit(GFLOPS="1e300"), "OK", CSV, "row 1", "'GFLOPS' are not usable numbers"),
+    Case("csv-trailing-blank-line", raw_csv(lambda d: d + b"\n"), "OK", warns=False, check=_time_is_unchanged),
+    Case("csv-trailing-blank-lines-crlf", raw_csv(lambda d: (d + b"\n\n").replace(b"\n", b"\r\n")), "OK",
+         warns=False, check=_time_is_unchanged),
+    Case("csv-blank-lines-between-50-rows", blank_lines_between_rows(50, 37, GFLOPS="n/a"), "OK", CSV, "row 37",
+         "1 cell(s) of 'GFLOPS'", check=_all_50_rows_counted),
+    Case("csv-blank-lines-between-rows-bad-time", blank_lines_between_rows(50, 37, **{TIME: "n/a"}), "ERROR", CSV,
+         f"row 37, column '{TIME}'", "got 'n/a'"),
+    Case("count-zero", edit(operation_count="0"), "OK", CSV, "row 1", "'operation_count' are not usable",
+         check=_count_from_mean),
+    Case("time-negative-zero", edit(**{TIME: "-0", "Kernel Time (µs)_mean": "-0"}), "OK", check=_no_negative_zero),
     Case("count-text", edit(operation_count="many"), "OK", CSV, "row 1", "'operation_count' are not usable"),
     # Zero means and rooflines make 0/0 figures: unknown, not NaN.
     Case("zero-figures", edit(**{"Kernel Time (µs)_mean": "0", "Roofline Time (µs)_first": "0", "GFLOPS": "0",

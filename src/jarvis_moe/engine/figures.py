@@ -193,12 +193,17 @@ def op_figures(
     # The rest is one lazy plan over the narrow frame, collected once.
     base = f
     count = pl.col("operation_count").round(0).cast(pl.Int64) if "operation_count" in base.columns else pl.lit(None, pl.Int64)
+    derived = (pl.col(TIME_SUM) / _first_float(base, "Kernel Time (µs)_mean")).round(0)
+    derived = pl.when(derived <= 1e12).then(derived).cast(pl.Int64, strict=False)
     lf = base.lazy().join(
         peak_table.lazy(), on=["spec", "first_type", "kernel_dtype"], how="left", nulls_equal=True,
         maintain_order="left"
     ).with_columns(
         time_us=pl.col(TIME_SUM),
-        count=pl.when(count > 0).then(count).otherwise(1),
+        # A missing count (or one of 0, refused as a cell) is the time sum over
+        # the mean time when both are there, else one call.
+        count=pl.when(count > 0).then(count).otherwise(
+            pl.when(derived >= 1).then(derived).otherwise(1)),
     )
     lf = lf.with_columns(
         mean_us=pl.coalesce(

@@ -93,6 +93,7 @@ def _read_frame(
             frame = read_blocks(path, text_schema, options, eol, cut)
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         raise ContractError(rel, _describe_unreadable(path, exc)) from None
+    frame = _skip_blank_records(frame)
     extra = frame.get_column(beyond).is_not_null()
     if extra.any():
         row = frame.filter(extra).get_column(ROW)[0]
@@ -103,6 +104,22 @@ def _read_frame(
             f"row {row}",
         )
     return frame.drop(beyond).rename({names[i]: name for i, name in selected.items()})
+
+
+def _skip_blank_records(frame: pl.DataFrame) -> pl.DataFrame:
+    """Drop records whose every cell is empty or blank (blank lines), numbering the rest 1, 2, ...
+
+    A blank line is not a record: it neither fails the file nor counts in the
+    row numbers of messages.
+    """
+    cells = [c for c in frame.columns if c not in (ROW, DETAILS_HASH)]
+    empty = [pl.col(c).is_null() if frame.schema[c].is_numeric()
+             else pl.col(c).cast(pl.String).str.strip_chars().fill_null("") == "" for c in cells]
+    blank = frame.select(pl.all_horizontal(empty).alias("blank")).get_column("blank")
+    if not blank.any():
+        return frame
+    kept = frame.filter(~blank)
+    return kept.with_columns(pl.int_range(1, kept.height + 1, dtype=frame.schema[ROW]).alias(ROW))
 
 
 def _warn_if_truncated(path: Path, rel: str, width: int, rows: int, warnings: list[str]) -> None:
@@ -224,6 +241,8 @@ def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.Data
         out = ~value.is_finite() | (value.abs() > MAX_NUMBER)
         if col in NON_NEGATIVE_COLUMNS:
             out = out | (value < 0)
+        if col == "operation_count":  # a signature in a trace ran at least once
+            out = out | (value < 1)
         out = out.fill_null(False)
         if col == TIME_SUM:
             return out | value.is_null()
@@ -258,7 +277,8 @@ def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.Data
         numbers = numbers.with_columns(
             pl.when(masks.get_column(c)).then(None).otherwise(pl.col(c)).alias(c) for c in blanked
         )
-    return frame.with_columns(numbers.get_columns())
+    # -0 + 0.0 is 0.0: a "-0" cell is printed and stored as 0.
+    return frame.with_columns(numbers.select(pl.all() + 0.0).get_columns())
 
 
 def _drop_duplicate_rows(frame: pl.DataFrame, warnings: list[str]) -> pl.DataFrame:

@@ -73,7 +73,9 @@ def num(value: float | int | None, places: int = 2, *, thousands: bool = False) 
     """A figure with the places it was rounded to, or an em dash."""
     if value is None:
         return DASH
-    return f"{value:,.{places}f}" if thousands else f"{value:.{places}f}"
+    text = f"{value:,.{places}f}" if thousands else f"{value:.{places}f}"
+    # A figure that rounds to zero is 0, never -0.
+    return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
 
 
 def pct(value: float | None, places: int = 2) -> str:
