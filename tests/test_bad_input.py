@@ -31,7 +31,7 @@ from typing import Callable
 import pytest
 
 from conftest import GPT_OSS_DECODE, SYNTHETIC, read_metrics
-from conformance.check_findings import check
+from samples import conformance_problems
 from jarvis_moe.run import analyse
 
 CAT = "moe_fused"
@@ -559,8 +559,7 @@ def allowed_changes(status: str, plot: bool) -> set[str]:
 def assert_outputs_agree(out: Path, status: str) -> dict:
     metrics = read_metrics(out, CAT)
     assert metrics["status"] == status
-    _, violations = check(out, CAT)
-    assert violations == []
+    assert conformance_problems(out, CAT) == []
     findings = (out / FINDINGS).read_text(encoding="utf-8")
     if status == "ERROR":
         assert "Status: ERROR" in findings
@@ -633,7 +632,7 @@ def test_same_outcome_on_a_real_unfused_trace(fixture_copy, case: Case):
     assert result.exit_code == (2 if case.status == "ERROR" else 0) and not result.internal_error
     metrics = read_metrics(out, cat)
     assert metrics["status"] == case.status
-    assert check(out, cat)[1] == []
+    assert conformance_problems(out, cat) == []
     if case.status == "ERROR":
         assert result.message.startswith(case.file.replace(CAT, cat))
         assert "Status: ERROR" in at(out, FINDINGS).read_text(encoding="utf-8")

@@ -25,7 +25,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from conformance.check_findings import check
+from samples import conformance_problems
 from jarvis_moe.engine.contract import FLOAT_COLUMNS, TEXT_COLUMNS, TIME_SUM
 from jarvis_moe.run import analyse
 
@@ -245,7 +245,7 @@ def run_and_check(ops: dict[str, Any], meta: str | None, tree: str | None, scope
         metrics_path = root / "category_data" / f"{CAT}_metrics.json"
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         assert metrics["status"] == result.status.value
-        _, violations = check(root, CAT)
+        violations = conformance_problems(root, CAT)
         assert violations == [], violations
         if result.status.value == "OK":
             event("with findings" if metrics["category_findings"] else "without findings")

@@ -1,16 +1,15 @@
 """Strings derived from the trace: args, kernel names, module chains, layer structure.
 
 These follow analysis §2 to the character, because the same strings come out
-of the rest of the pipeline and readers compare them. Raw trace text (kernel
-names, frames) is kept raw where the metrics JSON keeps raw strings; display
-strings (``args``, ``launcher_path``, ``kernel_name_trunc``) go through
-:func:`display_text` piece by piece, so the joiners (``<br>``, `` > ``) stay
-literal while nothing from the trace can open a tag or comment.
+of the rest of the pipeline and readers compare them. Display strings
+(``args``, ``launcher_path``, ``kernel_name_trunc``) go through
+:func:`display_text` piece by piece: one line, no control characters, the
+trace's characters otherwise as they are. They are data, not markup: the
+page escapes what would be markup where it prints them.
 """
 
 from __future__ import annotations
 
-import html
 import re
 from typing import Any, Mapping, Sequence
 
@@ -21,8 +20,8 @@ from jarvis_moe.safetext import plain_text
 
 
 def display_text(raw: object) -> str:
-    """One line, HTML-neutral form of a trace string: :func:`plain_text`, then ``&<>`` entities."""
-    return html.escape(plain_text(raw), quote=False).strip()
+    """One line of a trace string: :func:`plain_text`, trimmed; never HTML-escaped (the page escapes)."""
+    return plain_text(raw).strip()
 
 def _shape_text(shape: Sequence[int]) -> str:
     if len(shape) == 1:

@@ -19,6 +19,8 @@ from typing import Any, Iterator, Mapping, Sequence
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from jarvis_moe.findings.text import safe_cell
+
 TITLE = "MoE Analysis Summary"
 RECOMMENDATIONS = "Recommendations"
 DETAILED = "Detailed Analysis"
@@ -242,9 +244,9 @@ def _check_data_rows(rank: int, unit: list[Token], finding: Mapping[str, Any], l
                      metrics: Mapping[str, Any]) -> list[str]:
     """Args, Kernel Path, Kernel Name and Operation cells are verbatim from the JSON."""
     ops = [o for o in metrics.get("operations") or [] if isinstance(o, Mapping)]
-    valid = [{o.get(key) for o in ops if o.get(key)} | {"—"}
+    valid = [{safe_cell(str(o.get(key))) for o in ops if o.get(key)} | {"—"}
              for key in ("args", "launcher_path", "kernel_name_trunc")]
-    names = {m.get("operation") for m in finding.get("members") or [] if isinstance(m, Mapping)}
+    names = {safe_cell(str(m.get("operation"))) for m in finding.get("members") or [] if isinstance(m, Mapping)}
     errors = []
     in_body = False
     for tok in unit:

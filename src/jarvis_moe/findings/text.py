@@ -4,15 +4,18 @@ Trace text reaches the page in three forms, each safe for where it goes:
 
 - :func:`code` writes an identifier (op, kernel, module, file name) as an
   inline code span: it reads cleanly raw and rendered, and nothing inside a
-  code span is markdown. Text holding ``&``, ``<`` or ``>`` (display text
-  carries those as entities, which a code span would show raw) or ``#``
+  code span is markdown. Text holding ``&``, ``<`` or ``>`` (a marker or
+  comment in a span would still be one to the host's text search) or ``#``
   (the host finds its sections by their text, ``## Recommendations``, even
   inside a span) is written escaped instead, like any sentence text;
 - :func:`inline` escapes display text for a sentence: every character that
-  could start inline markdown is backslash-escaped, ``<``/``>`` become
-  entities, so readers see the same characters;
+  could start inline markdown is backslash-escaped, ``&``, ``<`` and ``>``
+  become entities, so readers see the same characters;
 - :func:`data_cell` keeps the host-parsed Data-table cells verbatim (the
-  host compares them with the metrics JSON), escaping only ``|``.
+  host compares them with the metrics JSON, which holds the trace's text
+  unescaped), escaping ``|``; a cell that would be markup (a tag, a
+  comment, an autolink, an entity) is entity-escaped instead, the one case
+  where safety wins over the verbatim copy.
 
 Trace text is never placed at the start of a line, so it cannot start a
 heading, list or quote. Numbers are printed as the engine rounded them:
@@ -35,7 +38,7 @@ _PARTIAL_ENTITY = re.compile(r"&[#A-Za-z0-9]*$")
 def inline(display: object) -> str:
     """Display text made inert inside a sentence, a title or a reader-table cell."""
     s = plain_text(display)
-    s = s.replace("<", "&lt;").replace(">", "&gt;")
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _INLINE_SPECIALS.sub(r"\\\1", s)
 
 
@@ -63,10 +66,28 @@ def shorten(display: str, limit: int = 60) -> str:
     return _PARTIAL_ENTITY.sub("", display[:limit]).rstrip() + "…"
 
 
+# What markdown would read as markup: a tag, a comment or its end, a
+# declaration or instruction, an autolink, an entity. ``<br>`` is the
+# display strings' own joiner and stays.
+_MARKUP = re.compile(
+    r"<[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>|</[A-Za-z][A-Za-z0-9-]*\s*>|<!--|-->|<[?!]"
+    r"|<[A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*>|<[^\s<>@]+@[^\s<>@]+>"
+    r"|&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"
+)
+
+
+def safe_cell(display: str) -> str:
+    """Display text as a Data cell prints it: verbatim, unless markdown would read markup in it."""
+    pieces = display.split("<br>")
+    if not any(_MARKUP.search(p) for p in pieces):
+        return display
+    return "<br>".join(p.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for p in pieces)
+
+
 def data_cell(display: object) -> str:
-    """A verbatim Data-table cell: display text with only ``|`` escaped."""
+    """A Data-table cell: the display text verbatim (markup escaped, see :func:`safe_cell`), ``|`` escaped."""
     text = plain_text(display)
-    return DASH if text == "" else text.replace("|", "\\|")
+    return DASH if text == "" else safe_cell(text).replace("|", "\\|")
 
 
 def num(value: float | int | None, places: int = 2, *, thousands: bool = False) -> str:
