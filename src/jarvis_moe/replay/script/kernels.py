@@ -61,9 +61,9 @@ def grouped_mm(torch: Any, counts: Any, device: Any, notes: List[str]) -> Callab
     offs = torch.cumsum(counts, 0).to(torch.int32)
     native = getattr(torch, "_grouped_mm", None)
     if native is not None and device.type == "cuda" and torch.cuda.get_device_capability(device) >= (9, 0):
-        notes.append("grouped: torch._grouped_mm, one launch per stage for all experts")
+        notes.append("torch._grouped_mm, one launch per stage for all experts")
         return lambda a, w: native(a, w.transpose(-2, -1), offs=offs)
-    notes.append("grouped: no torch._grouped_mm for this device or PyTorch; a padded batched matmul "
+    notes.append("no torch._grouped_mm for this device or PyTorch; a padded batched matmul "
                  "(gather, one bmm, scatter) stands in")
     return _padded_mm(torch, counts)
 
@@ -168,7 +168,7 @@ def triton_runner(torch: Any, p: Problem, notes: List[str]) -> Callable[[], Any]
     """The case's stages on the bundled kernel, row block = the trace's block (at least 16, tl.dot's minimum)."""
     case, k = p.case, p.case.topk
     block_m = max(16, case.block_rows)
-    notes.append(f"triton: bundled fused-MoE kernel, BLOCK_M={block_m} (trace {case.block_rows}), BLOCK_N=64, "
+    notes.append(f"bundled fused-MoE kernel, BLOCK_M={block_m} (trace {case.block_rows}), BLOCK_N=64, "
                  "BLOCK_K=64; token/expert alignment built before timing")
     blocks = align_blocks(torch, p.topk_ids, case.E, block_m)
     gates = p.topk_weights.reshape(-1).contiguous()

@@ -112,8 +112,9 @@ def format_compare(case: Case, r: Dict[str, Any]) -> str:
         if t is None:
             lines.append(f"  {row['backend']:<16} {'-':>10} {'-':>11} {'-':>8}  {row['note']}")
             continue
+        check = f" (check: max rel err {row['check']['max_rel_err']:.1e})" if "check" in row else ""
         lines.append(f"  {row['backend']:<16} {t['mean_us']:>10.2f} {_f(row['roofline']['pct'], '{:.1f}'):>11}"
-                     f" {_f(row['trace']['ratio'], '{:.2f}'):>8}  {row['note']}")
+                     f" {_f(row['trace']['ratio'], '{:.2f}'):>8}  {row['note']}{check}")
     notes = list(r["notes"]) + [f"{row['backend']}: {n}" for row in r["backends"] for n in row.get("notes", [])]
     return "\n".join(lines + [f"  note: {n}" for n in notes])
 
