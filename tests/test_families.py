@@ -356,3 +356,13 @@ def test_int4_group_size_comes_from_the_scale_shapes():
     for op in fixture_metrics("fam-gptq-awq-qwen3-30b-a3b-mi300x").operations:
         fmt = op.moe.weight_format
         assert (fmt.name, fmt.scale_block, fmt.source) == ("INT4 GPTQ/AWQ (group 128)", [1, 128], "input_dims")
+
+
+def test_fusion_saves_nothing_where_the_traffic_hides_under_compute():
+    # AITER CK two-stage applies the activation in the up kernel (2·M·k·N elements). Decode
+    # (memory-bound): the whole traffic at peak is the saving; prefill (compute-bound): it hides
+    # under compute and there is no separate activation kernel to remove, so nothing is saved.
+    decode, prefill = fixture_metrics("fam-ck-two-stage-dsv2lite-mi300x").category_specific.fusion_payoff.pipelines
+    assert (decode.traffic_factor, decode.hidden_under_compute, decode.activation_time_ms) == (2, False, None)
+    assert decode.saving_ms == decode.time_ms_at_peak
+    assert (prefill.hidden_under_compute, prefill.saving_ms) == (True, 0.0) and prefill.time_ms_at_peak > 0

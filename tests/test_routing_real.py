@@ -211,3 +211,22 @@ def test_the_calibrated_crossover_meets_the_measured_knee():
                                                                                "compute_bound_calls")
         # The ridge point of the peaks (790 TFLOP/s over 4.8 TB/s) overshoots it.
         assert moe.crossover_tokens_at_peak > knee * 1.25
+
+
+def test_the_fusion_saving_is_capped_by_the_work_that_disappears():
+    payoff = fixture_metrics(REAL_H200).category_specific.fusion_payoff
+    prefill, decode = payoff.pipelines
+    # 6·M·k·N·2 bytes: prefill 6·4096·2·14336·2 = 1 409 286 144, decode 6·32·2·14336·2 = 11 010 048;
+    # over 20 calls each at 4.8 TB/s: 5.872 + 0.046 = 5.918 ms.
+    assert (prefill.intermediate_bytes_per_call, decode.intermediate_bytes_per_call) == (1409286144, 11010048)
+    assert payoff.total_time_ms_at_peak == 5.918
+    # Prefill is compute-bound: the GEMM side hides under compute, only the separate activation
+    # kernels' measured 3.544 ms count, shared by traffic: 3.544 · 1409.29 / (1409.29 + 11.01) = 3.517.
+    assert prefill.hidden_under_compute and prefill.saving_ms == pytest.approx(3.517, abs=0.001)
+    # Decode is memory-bound: half the traffic (the GEMM side, 0.0229 ms) plus its activation share
+    # (3.544 · 11.01 / 1420.30 = 0.0275 ms).
+    assert not decode.hidden_under_compute and decode.saving_ms == pytest.approx(0.0504, abs=0.001)
+    activation = sum(p.time_ms for p in fixture_metrics(REAL_H200).category_specific.moe_block.parts
+                     if p.kind == "activation")
+    assert activation == pytest.approx(3.544, abs=0.001)
+    assert payoff.saving_ms == pytest.approx(3.567, abs=0.001) and payoff.saving_ms < activation + 0.05

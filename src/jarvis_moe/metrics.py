@@ -261,6 +261,9 @@ class Pipeline(Model):
     intermediate_bytes_per_call: int
     traffic_factor: int
     time_ms_at_peak: float
+    hidden_under_compute: bool  # a stage is compute-bound: the GEMM side of the traffic costs no time
+    activation_time_ms: float | None  # the separate activation kernels' measured time, its share
+    saving_ms: float  # at most the time of the work that disappears
     percent_of_total: float | None
 
 
@@ -269,6 +272,7 @@ class FusionPayoff(Model):
     total_bytes: int
     calls: int
     total_time_ms_at_peak: float
+    saving_ms: float
     percent_of_total: float | None
     pipelines: list[Pipeline]
 

@@ -102,7 +102,9 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping
 
     figures_cat = category_figures(figures, meta)
     pct = figures_cat["percent_of_compute"] if e2e else None
-    pairs = cat.pipelines(operations, meta.peak_hbm_bw_tbs, e2e)
+    block = _block(inputs, operations, e2e)
+    activation = sum(p.time_ms for p in block.parts if p.kind == "activation") if block is not None else 0.0
+    pairs = cat.pipelines(operations, meta.peak_hbm_bw_tbs, e2e, activation or None)
     peaks = meta.compute_peaks()
     found, sums = levers.levers(operations, pairs, meta, e2e, float(options["sibling_gap_ratio"]),
                                 float(options["lever_min_pct"]))
@@ -114,7 +116,7 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping
         layer_structure=cat.layer_structure(operations, inputs.tree, max_chain),
         phase_split=cat.phase_split(figures, int(options["decode_max_tokens"])),
         fusion_payoff=cat.fusion_payoff(pairs, e2e) if category == "moe_unfused" else None,
-        levers=found, lever_sums=sums, moe_block=_block(inputs, operations, e2e),
+        levers=found, lever_sums=sums, moe_block=block,
         limits=list(cat.LIMITS),
     )
     return MetricsOk(

@@ -70,15 +70,22 @@ def layer_structure(operations: list[Operation], tree: Mapping[str, TreeEntry] |
 # --- pipelines and fusion -------------------------------------------------------
 
 
-def pipelines(operations: list[Operation], peak_tbs: float, e2e_ms: float | None) -> list[Pipeline]:
+def pipelines(operations: list[Operation], peak_tbs: float, e2e_ms: float | None,
+              activation_ms: float | None = None) -> list[Pipeline]:
     """Each up stage with its down stage (same M, E, k, hidden size and implementation).
 
     The intermediate goes through memory between them: written once and read
     once (2·M·k·N elements) when the up kernel applies the activation, three
-    times that when a separate activation kernel reads the 2N-wide gate/up
-    output and writes the N-wide result.
+    times that (6·M·k·N) when a separate activation kernel reads the 2N-wide
+    gate/up output and writes the N-wide result. What fusing saves is capped
+    by the time of the work that disappears: the GEMM side of that traffic
+    (all of it when the up kernel applies the activation, half otherwise)
+    only where both stages are memory-bound (at compute-bound shapes it is
+    hidden under compute), plus the separate activation kernel: its measured
+    time where the trace has it (``activation_ms``, the MoE block's activation
+    kernels, shared by traffic), else its traffic at peak bandwidth.
     """
-    out = []
+    found = []
     for i, up in enumerate(operations):
         if up.moe is None or up.moe.kind != "up":
             continue
@@ -87,19 +94,44 @@ def pipelines(operations: list[Operation], peak_tbs: float, e2e_ms: float | None
         down = next((j for j, op in enumerate(operations) if op.moe is not None and op.moe.kind == "down"
                      and (op.moe.num_tokens, op.moe.num_experts, op.moe.topk, op.moe.hidden_dim,
                           op.implementation) == key), None)
-        if down is None:
-            continue
-        element = dtypes.size(u.input_dtype) or 2.0
+        if down is not None:
+            found.append((i, down))
+    separate = {i: _traffic(operations[i]) for i, _ in found if operations[i].moe.activation_fused is False}
+    out = []
+    for i, down in found:
+        up = operations[i]
+        u = up.moe
+        assert u is not None
         factor = 2 if u.activation_fused is not False else 6
-        per_call = int(factor * u.num_tokens * u.topk * u.inter_dim * element)
+        per_call = _traffic(up) // up.count if up.count else 0
         time_ms = per_call * up.count / (peak_tbs * 1e12) * 1e3
+        streaming = up.efficiency.bound_type == operations[down].efficiency.bound_type == "memory"
+        gemm_side = time_ms * (1.0 if factor == 2 else 0.5)
+        gemm_saving = min(gemm_side, up.time_ms + operations[down].time_ms) if streaming else 0.0
+        activation = None
+        if factor == 6:
+            activation = (activation_ms * separate[i] / sum(separate.values()) if activation_ms
+                          else time_ms - gemm_side)
+        saving = gemm_saving + (activation or 0.0)
         out.append(Pipeline(
             up_op_index=i, down_op_index=down, implementation=up.implementation, num_tokens=u.num_tokens,
             calls=up.count, activation_fused=u.activation_fused, intermediate_bytes_per_call=per_call,
             traffic_factor=factor, time_ms_at_peak=round(time_ms, 3),
-            percent_of_total=round(time_ms / e2e_ms * 100.0, 2) if e2e_ms else None,
+            hidden_under_compute=not streaming,
+            activation_time_ms=round(activation, 3) if activation is not None and activation_ms else None,
+            saving_ms=round(saving, 3),
+            percent_of_total=round(saving / e2e_ms * 100.0, 2) if e2e_ms else None,
         ))
     return out
+
+
+def _traffic(up: Operation) -> int:
+    """Intermediate bytes over all calls of an up stage: factor · M·k·N · element size · calls."""
+    u = up.moe
+    assert u is not None
+    element = dtypes.size(u.input_dtype) or 2.0
+    factor = 2 if u.activation_fused is not False else 6
+    return int(factor * u.num_tokens * u.topk * u.inter_dim * element) * up.count
 
 
 def fusion_payoff(pairs: list[Pipeline], e2e_ms: float | None) -> FusionPayoff | None:
@@ -108,8 +140,10 @@ def fusion_payoff(pairs: list[Pipeline], e2e_ms: float | None) -> FusionPayoff |
         return None
     total = sum(p.intermediate_bytes_per_call * p.calls for p in pairs)
     time_ms = sum(p.time_ms_at_peak for p in pairs)
+    saving = sum(p.saving_ms for p in pairs)
     return FusionPayoff(
         intermediate_bytes_per_call=max(p.intermediate_bytes_per_call for p in pairs),
         total_bytes=int(total), calls=sum(p.calls for p in pairs), total_time_ms_at_peak=round(time_ms, 3),
-        percent_of_total=round(time_ms / e2e_ms * 100.0, 2) if e2e_ms else None, pipelines=pairs,
+        saving_ms=round(saving, 3), percent_of_total=round(saving / e2e_ms * 100.0, 2) if e2e_ms else None,
+        pipelines=pairs,
     )

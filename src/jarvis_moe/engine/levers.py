@@ -199,7 +199,7 @@ def levers(ops: list[Operation], pairs: list[Pipeline], meta: Metadata, e2e: flo
 def _found(ops: list[Operation], pairs: list[Pipeline], meta: Metadata, sibling_ratio: float) -> list[Found]:
     out = _per_op(ops, meta)
     for pair in pairs:
-        out.append(_lever("fusion", [pair.up_op_index, pair.down_op_index], pair.time_ms_at_peak,
+        out.append(_lever("fusion", [pair.up_op_index, pair.down_op_index], pair.saving_ms,
                           value_from=pair.intermediate_bytes_per_call, unit="bytes per call"))
         out += _sibling(ops, pair, sibling_ratio)
     return out

@@ -108,7 +108,13 @@ def _fusion(m: MetricsOk, levers: list[Lever], total: LeverSum) -> str:
     remedy = ("Fusing the activation into the up kernel's epilogue removes two thirds of such traffic; a "
               "one-kernel MoE keeps all of it on chip" if any("three times" in p for p in parts)
               else "Only a one-kernel MoE keeps it on chip")
-    return f"Fusion: {'; '.join(parts)}. {remedy}: {_worth(total)}."
+    payoff_pairs = [pairs[lv.op_indexes[0]] for lv in levers if lv.op_indexes[0] in pairs]
+    cap = ""
+    if any(p.hidden_under_compute for p in payoff_pairs):
+        cap = (" At compute-bound shapes the GEMM side of that traffic hides under compute, so there only the "
+               "separate activation kernel's own time counts"
+               + (", as measured in the trace." if any(p.activation_time_ms for p in payoff_pairs) else "."))
+    return f"Fusion: {'; '.join(parts)}. {remedy}: {_worth(total)}.{cap}"
 
 
 def _sibling(m: MetricsOk, levers: list[Lever], total: LeverSum) -> str:
