@@ -147,3 +147,23 @@ def test_custom_backend_names_are_parsed_strictly():
     assert backends.custom_backend("pkg.mod:") is None and backends.custom_backend("torch") is None
     assert backends.custom_backend("m:not-a-name") is None
     assert casespec.clean("a\tb\x00c\u202e") == "a bc"
+
+
+def test_compare_times_the_baselines_and_a_custom_kernel_on_cpu(tmp_path):
+    pytest.importorskip("torch")
+    (tmp_path / "mykernels.py").write_text(
+        "def moe_down(case, tensors):\n"
+        "    assert case['role'] == 'down' and tensors['out'].shape == (case['M'], case['K'])\n"
+        "    return lambda: tensors['out'].zero_()\n", encoding="utf-8")
+    spec = write_spec(tmp_path, [make_case(1, "down", "fp32", act_dtype="fp32", M=8, K=64, N=32, E=4)])
+    done = subprocess.run([sys.executable, str(SCRIPT), "--spec", str(spec), "--compare", "--json", "--check",
+                           "--device", "cpu", "--iters", "2", "--warmup", "0", "--backend", "mykernels:moe_down"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path, env={"TRITON_INTERPRET": "1",
+                          "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    rows = {r["backend"]: r for r in json.loads(done.stdout)["cases"][0]["backends"]}
+    assert list(rows) == ["grouped", "triton", "mykernels:moe_down"]
+    assert rows["grouped"]["check"]["max_rel_err"] < 1e-5  # fp32 against the dense per-token loop
+    assert rows["mykernels:moe_down"]["timing"]["iters"] == 2
+    if rows["triton"]["timing"] is not None:  # runs where Triton's interpreter is installed
+        assert rows["triton"]["check"]["max_rel_err"] < 1e-5
