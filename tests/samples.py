@@ -21,6 +21,7 @@ from jarvis_moe.engine.assemble import build_metrics
 from jarvis_moe.engine.contract import CategoryPaths
 from jarvis_moe.engine.load import load_inputs
 from jarvis_moe.manifest import default_options
+from jarvis_moe.options import build_options
 from jarvis_moe.metrics import MetricsError, MetricsNoData, MetricsOk
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -59,7 +60,7 @@ def metrics_for(directory: Path, scope: str = "standalone", **options: Any) -> M
     category = category_of(directory)
     inputs = load_inputs(CategoryPaths(directory, category))
     assert inputs is not None, f"{directory} has no {category} rows"
-    opts = {**default_options(category), "roofline_plot": False, **options}
+    opts = build_options(default_options(category), {"roofline_plot": False, **options})
     return build_metrics(inputs, category=category, scope=scope, options=opts, generated_by="jarvis-moe test")
 
 

@@ -20,6 +20,7 @@ from jarvis_moe.engine.contract import CategoryPaths
 from jarvis_moe.engine.figures import POSITION, op_figures
 from jarvis_moe.engine.load import load_inputs
 from jarvis_moe.manifest import default_options
+from jarvis_moe.options import build_options
 from jarvis_moe.run import analyse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -83,7 +84,7 @@ def test_kernel_names_come_from_the_call_stack_else_from_the_details(tmp_path):
     rows = [_row(), _row(ex_UID="2", kernel_details_summary="[]"), _row(ex_UID="3", call_stack_full=""),
             _row(ex_UID="4", call_stack_full="[]")]
     inputs = _load(write_output_dir(tmp_path, rows))
-    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=default_options("moe_fused"))
+    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=build_options(default_options("moe_fused")))
     by_uid = dict(zip(inputs.frame.get_column("ex_UID")[figures.get_column(POSITION)], figures.get_column("library")))
     # The stack's last frame is a Triton MoE kernel; the details name an AITER one.
     assert by_uid == {"1": "Triton", "2": "Triton", "3": "AITER", "4": "AITER"}
@@ -92,21 +93,21 @@ def test_kernel_names_come_from_the_call_stack_else_from_the_details(tmp_path):
 def test_token_counts_fall_back_to_input_dims(tmp_path):
     rows = [_row(), _row(ex_UID="2", perf_params="", **{"Input Dims": "((4096, 4096), (8, 28672, 4096))"})]
     inputs = _load(write_output_dir(tmp_path, rows))
-    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=default_options("moe_fused"))
+    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=build_options(default_options("moe_fused")))
     assert sorted(figures.get_column("num_tokens").to_list()) == [16, 4096]
 
 
 def test_figures_hold_no_long_text_and_point_back_to_their_rows(tmp_path):
     rows = [_row(ex_UID=str(i), **{"Kernel Time (µs)_sum": str(10.0 * (i % 3 + 1))}) for i in range(6)]
     inputs = _load(write_output_dir(tmp_path, rows))
-    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=default_options("moe_fused"))
+    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=build_options(default_options("moe_fused")))
     assert not {"call_stack_full", "kernel_details_summary", "Input Dims", "perf_params"} & set(figures.columns)
     times = inputs.frame.get_column("Kernel Time (µs)_sum")[figures.get_column(POSITION)].to_list()
     assert times == figures.get_column("time_us").to_list() == sorted(times, reverse=True)
 
 
 def test_benchmark_input_of_200_rows_runs_with_bounded_outputs(tmp_path):
-    options = default_options("moe_fused")
+    options = build_options(default_options("moe_fused"))
     bench_scale.build_output_dir(tmp_path, 200, bench_scale.REPO / "tests" / "fixtures" / SYNTHETIC)
     result = analyse(tmp_path, category="moe_fused", options={"roofline_plot": False, "max_operations_listed": 20})
     assert result.status.value == "OK", result.message
@@ -115,7 +116,7 @@ def test_benchmark_input_of_200_rows_runs_with_bounded_outputs(tmp_path):
     assert len(metrics["operations"]) <= 20 + sum(len(f["members"]) for f in metrics["category_findings"])
     assert len(metrics["impact_estimates"]) <= 20
     chains = [op for op in metrics["operations"] if op.get("call_chain") is not None]
-    assert len(chains) <= options["max_call_chain_ops"]
+    assert len(chains) <= options.max_call_chain_ops
     findings = tmp_path / "category_findings" / "moe_fused_findings.md"
     assert findings.stat().st_size < bench_scale.MAX_FINDINGS_BYTES
     assert (tmp_path / "category_data" / "moe_fused_metrics.json").stat().st_size < bench_scale.MAX_METRICS_BYTES

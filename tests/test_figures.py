@@ -25,11 +25,12 @@ from jarvis_moe.engine.contract import CategoryPaths, Metadata
 from jarvis_moe.engine.figures import POSITION, PeakChoice, category_figures, op_figures, resolve_peak
 from jarvis_moe.engine.load import Inputs, load_inputs
 from jarvis_moe.manifest import default_options
+from jarvis_moe.options import build_options
 from jarvis_moe.run import analyse
 
 FIXTURES = Path(__file__).parent / "fixtures"
 T = "Kernel Time (µs)_"
-OPTIONS = default_options("moe_fused")
+OPTIONS = build_options(default_options("moe_fused"))
 
 
 def load(root: Path, category: str = "moe_fused") -> Inputs:
@@ -317,7 +318,7 @@ def test_unknown_e2e_gives_shares_of_zero_and_no_estimates(tmp_path):
     assert category_figures(figures, inputs.metadata) == {
         "total_time_ms": 1.0, "percent_of_compute": 0, "operation_count": 2}
     assert impact.estimates(figures, scope="standalone", e2e_ms=inputs.metadata.e2e_time_ms).height == 0
-    assert significance(None, OPTIONS["significance_band_low_pct"], OPTIONS["significance_band_high_pct"]).position == (
+    assert significance(None, OPTIONS.significance_band_low_pct, OPTIONS.significance_band_high_pct).position == (
         "unknown")
 
 

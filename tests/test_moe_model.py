@@ -44,6 +44,7 @@ from jarvis_moe.engine.operations import report_rows
 from jarvis_moe.engine.shapes import Shape, infer_shape, settle_siblings
 from jarvis_moe.engine.weights import weight_format
 from jarvis_moe.manifest import default_options
+from jarvis_moe.options import build_options
 
 MIB = 2**20
 BF16 = "c10::BFloat16"
@@ -158,7 +159,7 @@ KEYS = cells.PERF_INT_KEYS + cells.PERF_TEXT_KEYS + cells.PERF_FLAG_KEYS
 def test_flops_and_bytes_reproduce_the_pipeline_on_every_fixture_row(folder, category):
     inputs = load_inputs(CategoryPaths(FIXTURES / folder, category))
     assert inputs is not None
-    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=default_options(category))
+    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=build_options(default_options(category)))
     rows, shapes = [], []
     for row in report_rows(figures, inputs.frame, list(range(figures.height))):
         src = inputs.frame.row(row[POSITION], named=True)

@@ -89,7 +89,8 @@ def test_nan_and_infinity_become_null():
 
 def test_values_that_are_not_json_fail_loudly():
     metrics = mixtral_standalone()
-    broken = metrics.model_copy(update={"options": {**metrics.options, "odd": object()}})
+    op = metrics.operations[0].model_copy(update={"call_chain": [object()]})
+    broken = metrics.model_copy(update={"operations": [op]})
     with pytest.raises(OutputError, match="cannot be written as JSON"):
         metrics_json(broken)
 

@@ -21,6 +21,7 @@ from jarvis_moe.engine.load import load_inputs
 from jarvis_moe.engine.operations import report_rows
 from jarvis_moe.engine.shapes import Shape, infer_shape, settle_siblings
 from jarvis_moe.manifest import default_options
+from jarvis_moe.options import build_options
 
 BF16 = "c10::BFloat16"
 FP8 = "c10::Float8_e4m3fnuz"
@@ -321,7 +322,7 @@ def fixture_shapes(folder: str, category: str) -> list[tuple[dict, Shape | None]
     """(figures row, settled shape) of every row of a fixture, as the engine reads them."""
     inputs = load_inputs(CategoryPaths(FIXTURES / folder, category))
     assert inputs is not None
-    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=default_options(category))
+    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=build_options(default_options(category)))
     rows, shapes = [], []
     for row in report_rows(figures, inputs.frame, list(range(figures.height))):
         family = BY_KEY[row["family"]]

@@ -106,7 +106,12 @@ def test_config_error_is_the_shared_toml_check_error():
     ("[categories.moe_fusd]\nenabled = false\n",
      "categories.moe_fusd: unknown category (known: moe_fused, moe_unfused)"),
     ("[categories.moe_fused.options]\nrouting_noise_pctt = 3.0\n",
-     "categories.moe_fused.options.routing_noise_pctt: unknown option (known: "),
+     "categories.moe_fused.options.routing_noise_pctt: unknown option (did you mean routing_noise_pct?)"),
+    ("[categories.moe_fused.options]\nanomaly_pct = 1" + "0" * 400 + "\n",
+     "categories.moe_fused.options.anomaly_pct: 1000000000000000000000000000000000000000000000000000000000... "
+     "is too large for a number"),
+    ("[categories.moe_fused.options]\nanomaly_pct = " + "[" * 2000 + "]" * 2000 + "\n",
+     "invalid TOML: arrays or tables nested too deeply"),
     ("[categories.moe_fused.options]\ndecode_max_tokens = 12.5\n",
      "categories.moe_fused.options.decode_max_tokens: expected an integer like the default "
      f"{FUSED_DEFAULTS['decode_max_tokens']}, got 12.5"),

@@ -19,6 +19,7 @@ from pydantic import Field, TypeAdapter
 from jarvis_moe.metrics_levers import Lever, LeverSum, Model, MoeBlock
 
 from jarvis_moe.metrics_implementation import ImplementationCheck
+from jarvis_moe.options import Options
 
 Bound = Literal["compute", "memory"]
 Kind = Literal["fused", "up", "down"]
@@ -309,7 +310,7 @@ class MetricsOk(Model):
     category_findings: list[Finding]
     warnings: list[str]
     input_warnings: list[str]
-    options: dict[str, Any]
+    options: Options
 
 
 class MetricsNoData(Model):

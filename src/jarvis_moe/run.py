@@ -16,15 +16,19 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from jarvis_moe import __version__
 from jarvis_moe.errors import ContractError, OutputError
 from jarvis_moe.manifest import default_options
 
+if TYPE_CHECKING:
+    from jarvis_moe.options import Options
+
 GENERATED_BY = f"jarvis-moe {__version__}"
 SIBLING = {"moe_fused": "moe_unfused", "moe_unfused": "moe_fused"}
 KIND = {"moe_fused": "fused", "moe_unfused": "unfused"}
+OPTIONS_SOURCE = "options (plugin.toml defaults, user config)"
 
 
 class Status(str, enum.Enum):
@@ -59,17 +63,21 @@ def analyse(output_dir: Path, *, category: str, scope: str = "standalone",
             options: Mapping[str, Any] | None = None) -> AnalysisResult:
     """Analyse ``category`` in ``output_dir`` and write its outputs.
 
-    :param options: the category's options; missing keys take the manifest defaults.
+    :param options: the category's options; missing keys take the manifest defaults. Built
+        once into an :class:`~jarvis_moe.options.Options`; a bad value is an ``ERROR`` (exit 2).
     """
     from jarvis_moe import output
+    from jarvis_moe.options import OptionsError, build_options
 
     output_dir = Path(output_dir)
     try:
         output.check_output_dir(output_dir)
-        opts = {**default_options(category), **(options or {})}
+        opts = build_options(default_options(category), options)
         return _analyse(output_dir, category, scope, opts)
     except ContractError as exc:
         return _write_error(output_dir, category, scope, exc.problem, exc.file, exc.location, str(exc))
+    except OptionsError as exc:
+        return _write_error(output_dir, category, scope, str(exc), OPTIONS_SOURCE, exc.key, str(exc))
     except OutputError as exc:
         return AnalysisResult(Status.ERROR, str(exc))
     except Exception as exc:  # a bug: report it, keep the host alive
@@ -81,7 +89,7 @@ def analyse(output_dir: Path, *, category: str, scope: str = "standalone",
         return AnalysisResult(Status.ERROR, message, result.outputs, internal_error=True)
 
 
-def _analyse(output_dir: Path, category: str, scope: str, options: dict[str, Any]) -> AnalysisResult:
+def _analyse(output_dir: Path, category: str, scope: str, options: Options) -> AnalysisResult:
     from jarvis_moe import findings, output
     from jarvis_moe.engine.assemble import build_metrics
     from jarvis_moe.engine.contract import CategoryPaths
@@ -104,12 +112,12 @@ def _analyse(output_dir: Path, category: str, scope: str, options: dict[str, Any
         return AnalysisResult(Status.NO_DATA, summary, written)
     metrics = build_metrics(inputs, category=category, scope=scope, options=options, generated_by=GENERATED_BY)
     warnings = list(metrics.input_warnings)
-    extra, replay = replay_files(metrics, float(options["replay_below_pct"]))
+    extra, replay = replay_files(metrics, options.replay_below_pct)
     plot_name = None
-    if options.get("roofline_plot"):
+    if options.roofline_plot:
         from jarvis_moe.findings.plot import roofline_svg
 
-        svg = roofline_svg(metrics, int(options["max_table_ops"]))
+        svg = roofline_svg(metrics, options.max_table_ops)
         if svg is not None:
             chart = output.CategoryOutputs(category).roofline
             extra.append((chart, svg))

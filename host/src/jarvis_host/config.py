@@ -10,6 +10,7 @@ boolean, got 'yes'``.
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,11 +140,16 @@ def resolve_settings(categories: Mapping[str, Category],
             for key, value in config.options.get(cat_name, {}).items():
                 key_path = f"categories.{cat_name}.options.{key}"
                 if key not in options:
-                    known = ", ".join(sorted(options)) or "none"
-                    raise ConfigError(f"{config.source}: {key_path}: unknown option (known: {known})")
+                    raise ConfigError(f"{config.source}: {key_path}: unknown option ({_closest(key, options)})")
                 options[key] = override(options[key], value, config.source, key_path)
         settings[cat_name] = CategorySettings(enabled=enabled, enabled_source=source, options=options)
     return settings
+
+
+def _closest(key: str, known: Mapping[str, Any]) -> str:
+    """``did you mean <the closest known key>?``, or the known keys when none is close."""
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f"did you mean {close[0]}?" if close else f"known: {', '.join(sorted(known)) or 'none'}"
 
 
 def settings_at(categories: Mapping[str, Category], location: ConfigLocation) -> dict[str, CategorySettings]:

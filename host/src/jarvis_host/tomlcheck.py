@@ -133,7 +133,11 @@ def override(default: Any, value: Any, source: str, key: str) -> Any:
         ok = isinstance(default, bool) and isinstance(value, bool)
     elif isinstance(default, float):
         ok = isinstance(value, (int, float))
-        value = float(value) if ok else value
+        if isinstance(value, int):
+            try:
+                value = float(value)
+            except OverflowError:
+                raise ConfigError(f"{source}: {key}: {describe(value)} is too large for a number") from None
     else:
         ok = type(value) is type(default)
     if not ok:

@@ -8,7 +8,7 @@ largest ops and every finding's members — with their MoE model
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 import polars as pl
 
@@ -22,13 +22,14 @@ from jarvis_moe.engine.operations import (
     as_written, estimate_record, grouped_warnings, listed_moe, operation, prepare, report_rows,
 )
 from jarvis_moe.metrics import CategorySpecific, Finding, ImpactEstimate, MetricsOk
+from jarvis_moe.options import Options
 
 _ESTIMATE_INPUT = ("name", "time_us", "time_ms", "efficiency", "is_anomaly", "bound", "library", "pct_total")
 _RECORD_COLUMNS = ("idx", "name", "type", "estimate_method", "impact_score", "impact_score_low",
                    "impact_score_high", "efficiency", "bound", "library", "time_ms", "pct_total")
 
 
-def measurement_noise(options: Mapping[str, Any]) -> float:
+def measurement_noise(options: Options) -> float:
     """Relative spread of call durations that is not routing: the floor ``routing_noise_pct``.
 
     Noise may only be estimated from calls whose work cannot differ by
@@ -36,7 +37,7 @@ def measurement_noise(options: Mapping[str, Any]) -> float:
     routing gives it (even a compute-bound call issues the padded rows of its
     experts), so none qualifies, and the floor is stated as the noise.
     """
-    return float(options["routing_noise_pct"]) / 100.0
+    return options.routing_noise_pct / 100.0
 
 
 def _trace_times(figures: pl.DataFrame, members: list[int]) -> dict[str, float | None]:
@@ -62,7 +63,7 @@ def _block(inputs: Inputs, operations: list, e2e: float | None) -> Any:
                      shaped[0].inter_dim if shaped else None, e2e)
 
 
-def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping[str, Any],
+def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Options,
                   generated_by: str) -> MetricsOk:
     """The metrics of a category whose CSV has rows (status OK)."""
     meta = inputs.metadata
@@ -76,15 +77,15 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping
     # Only the columns the estimates read: their filters and sorts move a
     # few narrow columns, not every figure.
     est = impact.estimates(figures.select(_ESTIMATE_INPUT), scope=scope, e2e_ms=e2e)
-    groups = impact.findings(est, max_members=int(options["max_finding_members"]))
+    groups = impact.findings(est, max_members=options.max_finding_members)
 
-    cap = int(options["max_operations_listed"])
+    cap = options.max_operations_listed
     listed = list(range(min(figures.height, cap)))
     listed += sorted({i for g in groups for i in g["members"]} - set(listed))
     position = {idx: pos for pos, idx in enumerate(listed)}
     ctx = Context(peak_tbs=meta.peak_hbm_bw_tbs, noise=measurement_noise(options), options=options,
                   platform=meta.platform)
-    max_chain = int(options["max_call_chain_ops"])
+    max_chain = options.max_call_chain_ops
     items = prepare(report_rows(figures, inputs.frame, listed))
     operations = [operation(item, moe, scope=scope, with_call_chain=pos < max_chain)
                   for pos, (item, moe) in enumerate(zip(items, listed_moe(items, ctx)))]
@@ -106,15 +107,14 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping
     activation = sum(p.time_ms for p in block.parts if p.kind == "activation") if block is not None else 0.0
     pairs = cat.pipelines(operations, meta.peak_hbm_bw_tbs, e2e, activation or None)
     peaks = meta.compute_peaks()
-    found, sums = levers.levers(operations, pairs, meta, e2e, float(options["sibling_gap_ratio"]),
-                                float(options["lever_min_pct"]))
+    found, sums = levers.levers(operations, pairs, meta, e2e, options.sibling_gap_ratio,
+                                options.lever_min_pct)
     specific = CategorySpecific(
         peak_maf_tflops=as_written(peaks.get("matrix_bf16", meta.peak_bf16_maf_tflops)),
         peak_hbm_bw_tbs=as_written(meta.peak_hbm_bw_tbs),
-        significance=cat.significance(pct, float(options["significance_band_low_pct"]),
-                                      float(options["significance_band_high_pct"])),
+        significance=cat.significance(pct, options.significance_band_low_pct, options.significance_band_high_pct),
         layer_structure=cat.layer_structure(operations, inputs.tree, max_chain),
-        phase_split=cat.phase_split(figures, int(options["decode_max_tokens"])),
+        phase_split=cat.phase_split(figures, options.decode_max_tokens),
         fusion_payoff=cat.fusion_payoff(pairs, e2e) if category == "moe_unfused" else None,
         levers=found, lever_sums=sums, moe_block=block,
         limits=list(cat.LIMITS),
@@ -126,5 +126,5 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Mapping
         operations=operations, category_specific=specific, impact_estimates=estimates,
         impact_estimates_total=est.height, category_findings=findings,
         warnings=list(inputs.warnings) + grouped_warnings(operations), input_warnings=list(inputs.warnings),
-        options=dict(options),
+        options=options,
     )

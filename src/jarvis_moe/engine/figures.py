@@ -11,7 +11,7 @@ as reading it; the few rows the report lists are modelled one by one later.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import polars as pl
 
@@ -31,6 +31,7 @@ from jarvis_moe.engine.cells import (
 from jarvis_moe.engine.contract import FLOAT_COLUMNS, TIME_SUM, Metadata
 from jarvis_moe.engine.families import BY_KEY, name_to_key
 from jarvis_moe.engine.libraries import library_expr, name_library
+from jarvis_moe.options import Options
 
 COMPARATIVE = "comparative"
 # What a kernel computes in, from its name (lower case). Triton matmul_ogs
@@ -130,7 +131,7 @@ def op_figures(
     metadata: Metadata,
     *,
     scope: str,
-    options: Mapping[str, Any],
+    options: Options,
 ) -> pl.DataFrame:
     """Every per-op figure of §2, one row per signature, sorted by time.
 
@@ -248,23 +249,21 @@ def op_figures(
         .when(computed.is_not_null()).then(pl.lit("computed")),
     )
     lf = _efficiency_in_scope(lf, base, scope)
-    warn_pct = float(options["efficiency_warn_pct"])
-    anomaly_pct = float(options["anomaly_pct"])
     lf = lf.with_columns(
-        over_100=(pl.col("eff_roofline") > warn_pct).fill_null(False),
-        is_anomaly=(pl.col("eff_roofline") > anomaly_pct).fill_null(False),
+        over_100=(pl.col("eff_roofline") > options.efficiency_warn_pct).fill_null(False),
+        is_anomaly=(pl.col("eff_roofline") > options.anomaly_pct).fill_null(False),
         time_ms=pl.col("time_us") / 1000.0,
         pct_category=_known(pl.col("time_us") / total_us * 100.0) if total_us > 0 else pl.lit(0.0),
         pct_total=_known(pl.col("time_us") / 1000.0 / e2e * 100.0) if e2e else pl.lit(None, pl.Float64),
     )
     std = _first_float(base, "Kernel Time (µs)_std")
-    eligible = (pl.col("count") > int(options["variance_min_count"])) & (
-        pl.col("pct_total") >= float(options["variance_min_percent_of_total"])
+    eligible = (pl.col("count") > options.variance_min_count) & (
+        pl.col("pct_total") >= options.variance_min_percent_of_total
     ).fill_null(False)
     cov = pl.when(eligible & (pl.col("mean_us") > 0)).then(_known(std / pl.col("mean_us")))
     lf = lf.with_columns(
         cov=cov,
-        high_variance=(cov > float(options["high_variance_cov"])).fill_null(False),
+        high_variance=(cov > options.high_variance_cov).fill_null(False),
     )
     return lf.drop("bound_text").sort("time_us", descending=True, maintain_order=True).collect(engine=ENGINE)
 

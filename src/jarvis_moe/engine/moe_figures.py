@@ -19,6 +19,7 @@ from jarvis_moe.engine.routing_evidence import Durations, Evidence, Rules
 from jarvis_moe.engine.shapes import Shape
 from jarvis_moe.engine.weights import weight_format
 from jarvis_moe.metrics import ActiveExperts, Interval, MoeFigures, RoutingEvidence, WeightFormat
+from jarvis_moe.options import Options
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,13 @@ class Context:
 
     peak_tbs: float
     noise: float  # relative measurement noise, see routing_evidence
-    options: Mapping[str, Any]
+    options: Options
     platform: str | None = None  # the metadata's platform name, for the implementation check
 
     def rules(self) -> Rules:
         o = self.options
-        return Rules(noise=self.noise, tail=float(o["skew_max_over_median"]), min_calls=int(o["skew_min_count"]),
-                     min_bandwidth=float(o["routing_min_bandwidth_pct"]) / 100.0,
-                     anomaly_pct=float(o["anomaly_pct"]))
+        return Rules(noise=self.noise, tail=o.skew_max_over_median, min_calls=o.skew_min_count,
+                     min_bandwidth=o.routing_min_bandwidth_pct / 100.0, anomaly_pct=o.anomaly_pct)
 
 
 @dataclass(frozen=True)
@@ -120,13 +120,13 @@ def _interval(pair: tuple[float, float] | None, places: int | None = None) -> In
                     high=round(pair[1], places) if places else pair[1])
 
 
-def skew_record(found: Evidence, calls: int, block: int, noise: float, opts: Mapping[str, Any],
+def skew_record(found: Evidence, calls: int, block: int, noise: float, opts: Options,
                 corrected: float | None, explained: bool | None) -> RoutingEvidence:
     """The routing evidence as the metrics hold it, rounded once."""
     # Judged on the figures as the metrics show them, so a reader can check it.
     spread, cov = rounded(found.max_over_median, 2), rounded(found.cov, 2)
-    flagged = calls >= int(opts["skew_min_count"]) and (
-        (spread or 0.0) >= float(opts["skew_max_over_median"]) or (cov or 0.0) >= float(opts["skew_cov"]))
+    flagged = calls >= opts.skew_min_count and (
+        (spread or 0.0) >= opts.skew_max_over_median or (cov or 0.0) >= opts.skew_cov)
     read = found.passes is not None
     return RoutingEvidence(
         calls=calls, max_over_median=spread, min_over_median=rounded(found.min_over_median, 2), cov=cov,
@@ -235,7 +235,7 @@ def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: S
     t = _durations(row)
     found = rev.evidence(cost, t, block, memory_bound=bound == "memory", tbs=row.get("tbs"), peak_tbs=ctx.peak_tbs,
                          efficiency=eff, rules=ctx.rules())
-    over_warn = eff is not None and eff > float(opts["efficiency_warn_pct"])
+    over_warn = eff is not None and eff > opts.efficiency_warn_pct
     cross = calibrated_crossover(cost, row, found, ctx, compute_rate, bool(scales))
     corrected, explained = _verdict_figures(cost, t, found, found.direction,
                                             found.experts[0] if found.experts else None, ctx.peak_tbs, over_warn)
@@ -261,7 +261,7 @@ def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: S
         padding_waste_pct=round(waste, 1), padding_block_rows=block, padding_block_source=block_source,
         padding_block_kernel_name_rows=block_conflict,
         padding_time_pct=rounded(padding_time, 1),
-        phase="decode" if shape.num_tokens <= int(opts["decode_max_tokens"]) else "prefill",
+        phase="decode" if shape.num_tokens <= opts.decode_max_tokens else "prefill",
         skew=skew_record(found, t.calls, block, ctx.noise, opts, corrected, explained).model_copy(
             update={"time_over_median_ms": _over_median(row)}),
         activation_quant=activation_quant(fmt, kernels) if dtypes.label(shape.input_dtype) in ("bf16", "fp16") else None,

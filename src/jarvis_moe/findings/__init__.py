@@ -88,7 +88,7 @@ def render(m: MetricsOk | MetricsNoData | MetricsError, plot_name: str | None = 
         return render_error(m)
     if plot_name is not None and not _PLOT_NAME.match(plot_name):
         raise ValueError(f"plot name {plot_name!r} must be a plain file name ending in .svg")
-    rows = max(1, int(m.options.get("max_table_ops", 15)))
+    rows = m.options.max_table_ops
     parts = [
         [TITLE], summary.overview(m, plot_name, routing.layer_line(m)), summary.operations(m, rows),
         routing.routing(m, rows),

@@ -197,8 +197,7 @@ def optimisation_paths(m: MetricsOk, replay: ReplayRef | None = None) -> list[st
     small = [f"{NAMES[t.kind]} ({pct(t.percent_of_total)})" for t in spec.lever_sums
              if not t.recommended and t.kind in NAMES and t.percent_of_total is not None]
     if small:
-        floor = float(m.options.get("lever_min_pct", 1.0))
-        lines += ["", f"Checked and worth less than {floor:g}% of GPU time, so not recommended here: {joined(small)}."]
+        lines += ["", f"Checked and worth less than {m.options.lever_min_pct:g}% of GPU time, so not recommended here: {joined(small)}."]
     return lines
 
 

@@ -109,7 +109,7 @@ def _insight(m: MetricsOk, f: Finding) -> str:
         name = code(f.members[0].operation, limit=70) if f.members else "This op"
         if top is not None and top.efficiency.is_anomaly:
             return (f"{name} takes {pct(_share(m, f))} of GPU time; its {pct(top.efficiency.roofline_efficiency_percent)} "
-                    f"of roofline is above the {value(m.options.get('anomaly_pct', 110))}% anomaly threshold, so "
+                    f"of roofline is above the {value(m.options.anomaly_pct)}% anomaly threshold, so "
                     "its impact is estimated from its share of GPU time.")
         return f"{name} takes {pct(_share(m, f))} of GPU time and has no performance model."
     if m.comparison_scope == "comparative":

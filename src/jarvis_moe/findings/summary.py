@@ -122,7 +122,7 @@ def overview(m: MetricsOk, plot_name: str | None, layers: str | None = None) -> 
     split = spec.phase_split
     parts = [(label, ms) for label, ms in (("decode-like", split.decode_ms), ("prefill-like", split.prefill_ms),
                                           ("of unknown shape", split.unknown_ms)) if ms]
-    meaning = (f"decode-like means at most {m.options.get('decode_max_tokens', 256)} tokens per call, which a "
+    meaning = (f"decode-like means at most {m.options.decode_max_tokens} tokens per call, which a "
                "small chunked prefill also matches")
     if len(parts) == 1:
         lines.append(f"- All of it is {parts[0][0]} ({meaning}).")
@@ -182,7 +182,7 @@ def op_ref(m: MetricsOk, op: Operation) -> str:
         return code(op.display_name, limit=70)
     where = f"{op.moe.kind}, {phase_label(op.moe.phase)}"
     index = next(i for i, other in enumerate(m.operations) if other is op)
-    rows = max(1, int(m.options.get("max_table_ops", 15)))
+    rows = m.options.max_table_ops
     return f"#{index + 1} ({where})" if index < rows else f"{code(op.display_name, limit=70)} ({where})"
 
 
