@@ -6,8 +6,7 @@ the output writer serialises it. Field names are the documented keys of
 ``docs/metrics.md``; numbers are rounded once, by the engine, to the places
 that document gives, and every reader prints them as they are.
 
-:func:`json_schema` is the JSON Schema shipped with the package
-(``jarvis_moe/schema/metrics.schema.json``) and in ``docs/``.
+:func:`json_schema` is the JSON Schema shipped in the package and in ``docs/``.
 """
 
 from __future__ import annotations
