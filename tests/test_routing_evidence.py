@@ -285,3 +285,26 @@ def test_no_cost_model_gives_the_ratios_only():
     ev = judge(None, Durations(10, 90.0, 100.0, 150.0, 100.0, 20.0), 16)
     assert (ev.max_over_median, ev.min_over_median, ev.cov) == (1.5, 0.9, 0.2)
     assert ev.direction is None and ev.passes is None
+
+
+def test_qwen3_shaped_calls_on_16_hot_experts():
+    # Qwen3-30B-A3B-like: E=128, top-8, 32 tokens, 16-row blocks. Uniform calls hit about 111.7
+    # experts (one pass each); skewed calls put 256 rows on 16 hot experts, about 16 rows each, so
+    # roughly 16 · 1.43 = 23 passes. 12 uniform and 8 skewed calls, streamed at 90 % of the peak.
+    s = shape(32, 2048, 768, 128, 8)
+    c = cost(s)
+    rng = random.Random(4)
+    rows_of = []  # (passes, experts) per call
+    for hot in [None] * 12 + [16] * 8:
+        pool = range(hot or 128)
+        rows = Counter(e for _ in range(32) for e in rng.sample(pool, 8))
+        rows_of.append((sum(-(-n // 16) for n in rows.values()), len(rows)))
+    times = durations(c, [p for p, _ in rows_of], 0.9 * PEAK)
+    ev = judge(c, spread(times), 16)
+    assert ev.direction == "fewer_experts"
+    assert ev.experts is not None and ev.experts[0] <= 16 <= ev.experts[1]
+    # Efficiency with each call's real experts' bytes, against the corrected reading: within 5 points.
+    fixed, w = activation_bytes(c), expert_bytes(c)
+    truth = statistics.fmean(100 * (fixed + a * w) / (t * 1e6 * PEAK) for (_, a), t in zip(rows_of, times))
+    got = corrected_efficiency(c, spread(times), ev, ev.experts[0], PEAK)
+    assert abs(got - truth) <= 5, (got, truth)
