@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +17,26 @@ SYNTHETIC_VS = "synthetic-mixtral-decode-bf16-vs-faster"
 GPT_OSS_DECODE = "gpt-oss-20b-mi300x-decode-bs32"
 GPT_OSS_PREFILL = "gpt-oss-20b-mi300x-prefill-bs8192"
 DENSE = "qwen3-8b-dense-mi300x-decode"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temp_dir_left_clean(tmp_path_factory: pytest.TempPathFactory):
+    """Give the session a temp dir of its own and fail when a test leaves anything in it.
+
+    Tests write under ``tmp_path``; whatever else they (or the programs they
+    start) create in the temp dir must be gone when they end.
+    """
+    own = tmp_path_factory.mktemp("tempdir")
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = str(own), str(own)
+    yield
+    if saved[0] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved[0]
+    tempfile.tempdir = saved[1]
+    left = sorted(path.name for path in own.iterdir())
+    assert not left, f"the tests left these in the temp dir: {left}"
 
 
 @pytest.fixture

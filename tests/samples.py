@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from jarvis_moe.engine import cells
 from jarvis_moe.engine.assemble import build_metrics
 from jarvis_moe.engine.contract import CategoryPaths
 from jarvis_moe.engine.load import load_inputs
@@ -64,15 +65,20 @@ def metrics_for(directory: Path, scope: str = "standalone", **options: Any) -> M
     return build_metrics(inputs, category=category, scope=scope, options=opts, generated_by="jarvis-moe test")
 
 
+def column_facts(frame: pl.DataFrame) -> list[pl.Expr]:
+    """Every fact the engine reads column-wise from the literal cells, as expressions over ``frame``."""
+    return [*cells.perf_facts(frame), *cells.type_facts(frame), *cells.kernel_facts(frame), cells.dims_tokens(frame)]
+
+
 @lru_cache(maxsize=None)
 def fixture_metrics(name: str, scope: str = "standalone") -> MetricsOk:
     """The engine's metrics of a bundled fixture (cached: fixtures are read-only)."""
     return metrics_for(FIXTURES / name, scope)
 
 
-def edited(fixture: str, **cells: str) -> Path:
-    """A temporary copy of a fixture with every row's ``cells`` replaced."""
-    target = Path(tempfile.mkdtemp(prefix="jarvis-sample-")) / fixture
+def edited(parent: Path, fixture: str, **cells: str) -> Path:
+    """A copy of a fixture under ``parent`` with every row's ``cells`` replaced."""
+    target = parent / fixture
     shutil.copytree(FIXTURES / fixture, target)
     path = target / "category_data" / f"{category_of(target)}_ops.csv"
     with path.open(encoding="utf-8", newline="") as fh:
@@ -109,12 +115,13 @@ def hostile(name: str, *, kernel: str | None = None, path: str | None = None, ar
         cells["FLOPS/Byte"] = warning if warning.strip() else "x"
     if heuristic:
         cells.update(UNMODELLED)
-    directory = edited(SYNTHETIC_VS if comparative else SYNTHETIC, **cells)
-    if platform is not None:
-        meta = directory / "metadata" / "moe_fused_metadata.json"
-        data = json.loads(meta.read_text(encoding="utf-8"))
-        meta.write_text(json.dumps({**data, "platform": platform}), encoding="utf-8")
-    return metrics_for(directory, "comparative" if comparative else "standalone")
+    with tempfile.TemporaryDirectory(prefix="jarvis-sample-") as tmp:
+        directory = edited(Path(tmp), SYNTHETIC_VS if comparative else SYNTHETIC, **cells)
+        if platform is not None:
+            meta = directory / "metadata" / "moe_fused_metadata.json"
+            data = json.loads(meta.read_text(encoding="utf-8"))
+            meta.write_text(json.dumps({**data, "platform": platform}), encoding="utf-8")
+        return metrics_for(directory, "comparative" if comparative else "standalone")
 
 
 def no_data(category: str = "moe_fused", sibling: str | None = None) -> MetricsNoData:

@@ -16,13 +16,12 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from samples import fixture_rows
+from samples import column_facts, fixture_rows
 
 from jarvis_moe.engine.cells import (
     PERF_FLAG_KEYS,
     PERF_INT_KEYS,
     PERF_TEXT_KEYS,
-    column_facts,
     parse_call_stack,
     parse_dims,
     parse_literal,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from samples import FIXTURES, fixture_rows
+from samples import FIXTURES, column_facts, fixture_rows
 
 from jarvis_moe.engine import dtypes
-from jarvis_moe.engine.cells import column_facts, parse_call_stack, parse_dims
+from jarvis_moe.engine.cells import parse_call_stack, parse_dims
 from jarvis_moe.engine.trace_text import (
     KERNEL_TRUNC_CHARS,
     MAX_CHAINS,

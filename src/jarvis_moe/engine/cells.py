@@ -14,7 +14,7 @@ Each cell has exactly one parser, and every consumer reads its result:
   kernel names (the last frame of each stack of ``call_stack_full``, else
   the names in ``kernel_details_summary``), as the ops of a trace share a
   few of those; every key of both ``perf_params`` schemas for the listed
-  ops (:func:`column_facts` is all of them at once);
+  ops;
 - read only for the few ops the report lists, with ``ast.literal_eval``
   after a rewrite of numpy scalar wrappers, under length and depth caps:
   ``Input Dims`` (the shapes) and the frames of ``call_stack_full`` (module
@@ -298,15 +298,6 @@ def dims_tokens(frame: pl.DataFrame) -> pl.Expr:
     """``_dims_tokens``: the first size of the first ``Input Dims`` entry (M when perf_params lacks it)."""
     return text_column(frame, "Input Dims").str.extract(r"^\s*[\(\[]\s*[\(\[]\s*(\d+)", 1).cast(
         pl.Int64, strict=False).alias("_dims_tokens")
-
-
-def column_facts(frame: pl.DataFrame) -> list[pl.Expr]:
-    """Expressions of every fact read column-wise from the literal cells.
-
-    Columns: ``pp_<key>`` for each perf_params key, ``input_types``,
-    ``kernels`` and ``_dims_tokens`` (see the functions above).
-    """
-    return [*perf_facts(frame), *type_facts(frame), *kernel_facts(frame), dims_tokens(frame)]
 
 
 def with_distinct_facts(
