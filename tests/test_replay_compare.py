@@ -167,3 +167,22 @@ def test_compare_times_the_baselines_and_a_custom_kernel_on_cpu(tmp_path):
     assert rows["mykernels:moe_down"]["timing"]["iters"] == 2
     if rows["triton"]["timing"] is not None:  # runs where Triton's interpreter is installed
         assert rows["triton"]["check"]["max_rel_err"] < 1e-5
+
+
+def test_fp8_block_cases_quantise_their_input_per_128_columns_and_report_its_time(tmp_path):
+    torch = pytest.importorskip("torch")
+    from jarvis_moe.replay.script.weights import quantise_groups
+    x = torch.randn(5, 300)
+    q, scale = quantise_groups(torch, x, 128)
+    assert q.dtype == torch.float8_e4m3fn and scale.shape == (5, 3, 1)  # ceil(300 / 128) groups per row
+    back = (q.float() * scale).view(5, -1)[:, :300]
+    assert ((back - x).abs() <= x.abs() * 2 ** -4 + 1e-6).all()  # e4m3: 3 mantissa bits, half-ulp 1/16
+    case = make_case(1, "down", "fp8_block", block=[128, 128], M=8, K=256, N=256, E=4)
+    case["activation"]["quantised"] = {"dtype": "fp8", "group": 128}
+    spec = write_spec(tmp_path, [case])
+    done = run_script("--spec", str(spec), "--compare", "--json", "--check", "--device", "cpu", "--iters", "2",
+                      "--warmup", "0")
+    assert done.returncode == 0, done.stderr
+    rows = {r["backend"]: r for r in json.loads(done.stdout)["cases"][0]["backends"]}
+    assert rows["torch"]["quant_us"] > 0 and rows["grouped"]["quant_us"] > 0
+    assert rows["torch"]["check"]["max_rel_err"] < 2e-2 and rows["grouped"]["check"]["max_rel_err"] < 2e-2

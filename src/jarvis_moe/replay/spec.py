@@ -84,6 +84,9 @@ def _case(number: int, index: int, op: Operation, m: MetricsOk, reason: str) -> 
     if moe.kind in ("fused", "up") and moe.gated is not False:
         function = "swiglu" if any(k.endswith("_swiglu") for k in op.kernels) else "silu"
     weights, weight_notes = _weights(op)
+    quantised = {}
+    if weights["dtype"] == "fp8_block":  # w8a8 block-scaled: the op quantises its input per 128 columns
+        quantised = {"quantised": {"dtype": "fp8", "group": 128}}
     return {
         "case": number, "op": op.name, "op_index": index, "kernels": list(op.kernels),
         "family": op.family, "implementation": op.implementation, "library": op.library,
@@ -91,7 +94,7 @@ def _case(number: int, index: int, op: Operation, m: MetricsOk, reason: str) -> 
         "role": moe.kind, "phase": moe.phase,
         "shape": {"M": moe.num_tokens, "K": moe.hidden_dim, "N": moe.inter_dim, "E": moe.num_experts,
                   "topk": moe.topk, "gated": moe.gated is not False},
-        "activation": {"dtype": act, "function": function, "fused_in_up_kernel": moe.activation_fused},
+        "activation": {"dtype": act, "function": function, "fused_in_up_kernel": moe.activation_fused, **quantised},
         "weights": weights,
         "block_rows": moe.padding_block_rows,
         "flops_per_call": moe.flops_per_call, "bytes_per_call": moe.bytes_per_call,

@@ -87,6 +87,7 @@ class Case:
     block_rows: int = 16
     down_per_slot: bool = False
     hot_experts: Optional[Tuple[float, float]] = None
+    act_quant_group: int = 0
 
 
 def find_spec(explicit: Optional[str], script: str) -> Path:
@@ -181,7 +182,15 @@ def parse_case(raw: Any, index: int, platform: Dict[str, Any]) -> Case:
         family=clean(raw.get("family") or ""), library=clean(raw.get("library") or ""),
         block_rows=int(rows) if rows and 1 <= rows <= 256 and rows == int(rows) else 16,
         down_per_slot=_obj(raw, "output").get("rows") == "token_slot", hot_experts=_interval(raw, dims["E"]),
+        act_quant_group=_quant_group(act),
     )
+
+
+def _quant_group(act: Dict[str, Any]) -> int:
+    """Columns per fp8 scale when the op quantises its activations per group (0: it does not)."""
+    quant = _obj(act, "quantised")
+    group = _num(quant.get("group"))
+    return int(group) if quant.get("dtype") == "fp8" and group and group == int(group) and group >= 1 else 0
 
 
 def _interval(raw: Dict[str, Any], experts: int) -> Optional[Tuple[float, float]]:

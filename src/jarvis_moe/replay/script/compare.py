@@ -13,7 +13,7 @@ from .kernels import grouped_runner, triton_runner
 from .libraries import RUNNERS
 from .routing import case_routing, routing_summary
 from .timing import figures, local_peaks, synchronize, time_op
-from .weights import Problem, build_problem, check_reference, reference_forward
+from .weights import Problem, build_problem, check_reference, quantise_groups, reference_forward
 
 
 def load_custom(text: str) -> Callable[..., Any]:
@@ -78,6 +78,12 @@ def time_backend(torch: Any, case: Case, key: str, routing: Any, args: argparse.
             raise
         notes.append(f"warning: cuda graph capture failed ({type(exc).__name__}: {exc}); timed eagerly")
         timing = time_op(torch, fn, device, args.warmup, args.iters, flush_mib)
+    if case.act_quant_group and key not in RUNNERS:
+        src, group = (p.h if case.role == "down" else p.x), case.act_quant_group
+        quant = time_op(torch, lambda: quantise_groups(torch, src, group), device, args.warmup, args.iters, flush_mib)
+        result["quant_us"] = quant["mean_us"]
+        notes.append(f"includes the op's fp8 activation quantisation per {group} columns, "
+                     f"{quant['mean_us']:.2f} us of it timed alone")
     result.update(timing=timing, **figures(case, timing["mean_us"], local_peaks(args, device_name, case)))
     return result
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .weights import Problem, activate
+from .weights import Problem, activate, op_input
 
 _TRITON: Dict[str, Any] = {}
 
@@ -79,10 +79,11 @@ def grouped_runner(torch: Any, p: Problem, notes: List[str]) -> Callable[[], Any
     tokens = order // k
 
     def run() -> Any:
+        src = op_input(torch, p)
         if case.role == "down":
-            h = p.h[order]
+            h = src[order]
         else:
-            h = mm(p.x[tokens], w1)
+            h = mm(src[tokens], w1)
             if case.role == "fused" or case.act_fused:
                 h = activate(torch, h, case)
             if case.role == "up":
@@ -174,11 +175,15 @@ def triton_runner(torch: Any, p: Problem, notes: List[str]) -> Callable[[], Any]
     gates = p.topk_weights.reshape(-1).contiguous()
     rows = case.M * k
     steps: List[Callable[[], Any]] = []
-    h = p.h
+    src = p.h if case.role == "down" else p.x
+    if case.act_quant_group:  # the op's per-group fp8 quantisation of its input, as its own launches
+        src = torch.empty_like(src)
+        steps.append(lambda: src.copy_(op_input(torch, p)))
+    h = src
     if case.role != "down":
         w1 = dequantised(torch, p.w1)
         up = torch.empty((rows, w1.shape[1]), dtype=p.x.dtype, device=p.x.device)
-        steps.append(triton_stage(p.x, k, w1, up if case.role != "up" or case.act_fused else p.out, None,
+        steps.append(triton_stage(src, k, w1, up if case.role != "up" or case.act_fused else p.out, None,
                                   blocks, block_m))
         if case.role == "fused" or case.act_fused:
             h = torch.empty((rows, case.N), dtype=p.x.dtype, device=p.x.device)

@@ -24,6 +24,9 @@ def plan_case(case: Case, args: argparse.Namespace) -> Dict[str, Any]:
     role_plan = tensor_plan(case)
     expected = expected_active_experts(case.E, case.topk, case.M)
     notes += [n for n in (why, whole_layer_note(backend, case) if library else None) if n]
+    if case.act_quant_group:
+        notes.append(f"the op quantises its input to fp8 per {case.act_quant_group} columns: done inside the "
+                     "timed op, its time also reported alone")
     out = {
         "case": case.number, "op": case.op, "role": case.role, "phase": case.phase,
         "shape": {"M": case.M, "K": case.K, "N": case.N, "E": case.E, "topk": case.topk, "gated": case.gated},

@@ -208,16 +208,34 @@ def activate(torch: Any, h: Any, case: Case) -> Any:
     return fn(h[:, :case.N]) * h[:, case.N:] if case.gated else fn(h)
 
 
+def quantise_groups(torch: Any, x: Any, group: int) -> Tuple[Any, Any]:
+    """x [rows, cols] as fp8 e4m3 with one fp32 scale per `group` columns of each row (amax / 448)."""
+    rows, cols = x.shape
+    padded = torch.nn.functional.pad(x.float(), (0, -cols % group)).view(rows, -1, group)
+    scale = padded.abs().amax(-1, keepdim=True).clamp_min(1e-12) / 448.0
+    return (padded / scale).to(torch.float8_e4m3fn), scale
+
+
+def op_input(torch: Any, p: Problem) -> Any:
+    """The op's input (x, or h for a down case), through the per-group fp8 quantisation the op applies."""
+    x = p.h if p.case.role == "down" else p.x
+    if not p.case.act_quant_group:
+        return x
+    q, scale = quantise_groups(torch, x, p.case.act_quant_group)
+    return (q.float() * scale).view(x.shape[0], -1)[:, :x.shape[1]].to(x.dtype)
+
+
 def reference_forward(torch: Any, p: Problem) -> Any:
     """The torch reference: grouped per-expert matmuls, activation, weighted combine (index_add_)."""
     case, out = p.case, p.out
     out.zero_()
     flat_gates = p.topk_weights.view(-1)
+    src = op_input(torch, p)
     for e, toks, slots in p.groups:
         if case.role == "down":
-            h = p.h.index_select(0, slots)
+            h = src.index_select(0, slots)
         else:
-            h = p.x.index_select(0, toks) @ p.w1.expert(e).t()
+            h = src.index_select(0, toks) @ p.w1.expert(e).t()
             if case.role == "fused" or case.act_fused:
                 h = activate(torch, h, case)
             if case.role == "up":
@@ -235,6 +253,7 @@ def reference_forward(torch: Any, p: Problem) -> Any:
 def dense_forward(torch: Any, p: Problem, tokens: int) -> Any:
     """Float32 loop over the first `tokens` tokens and each of their experts: the --check oracle."""
     case, k = p.case, p.case.topk
+    src = op_input(torch, p)
 
     def w(which: str, e: int) -> Any:
         return getattr(p, which).expert(e).float()
@@ -245,9 +264,9 @@ def dense_forward(torch: Any, p: Problem, tokens: int) -> Any:
     for t in range(tokens):
         for j, e in enumerate(p.ids[t]):
             if case.role == "down":
-                h = p.h[t * k + j].float()
+                h = src[t * k + j].float()
             else:
-                h = (p.x[t].float() @ w("w1", e).t()).unsqueeze(0)
+                h = (src[t].float() @ w("w1", e).t()).unsqueeze(0)
                 h = activate(torch, h, case)[0] if (case.role == "fused" or case.act_fused) else h[0]
                 if case.role == "up":
                     out[t * k + j] = h
