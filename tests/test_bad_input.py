@@ -292,6 +292,33 @@ def blank_lines_between_rows(n_rows: int, row: int, **cells: str) -> Callable[[P
     return build
 
 
+def _shape_unknown(out: Path, metrics: dict) -> None:
+    # An implausible size leaves the op without an MoE shape: no figure or replay case is built from it.
+    assert metrics["operations"][0].get("moe") is None
+
+    def numbers(node):
+        if isinstance(node, dict):
+            return [x for v in node.values() for x in numbers(v)]
+        if isinstance(node, list):
+            return [x for v in node for x in numbers(v)]
+        return [node] if isinstance(node, (int, float)) and not isinstance(node, bool) else []
+
+    # The raw 'Input Dims' text keeps the numbers as written; no figure is built from them.
+    assert max(abs(x) for x in numbers(metrics)) < 1e15
+    assert not at(out, f"category_data/{CAT}_replay.json").exists()
+
+
+def implausible(**sizes: int) -> Callable[[Path], None]:
+    """perf_params and Input Dims both giving the sizes (M, K, N, E, k) with some made implausible."""
+    def build(out: Path) -> None:
+        m, k, n, e, top = (sizes.get(x, d) for x, d in (("M", 16), ("K", 4096), ("N", 14336), ("E", 8), ("k", 2)))
+        params = {"num_tokens": m, "hidden_dim": k, "inter_dim": n, "num_experts": e, "topk": top, "gated": True,
+                  "input_dtype": "c10::BFloat16", "weight_dtype": "c10::BFloat16"}
+        dims = ((m, k), (e, 2 * n, k), (e, k, n), (m, top), (m, top))
+        edit(perf_params=repr(params), **{"Input Dims": repr(dims)})(out)
+    return build
+
+
 def _count_from_mean(out: Path, metrics: dict) -> None:
     # operation_count 0 is refused; the count is then the time sum over the mean time.
     _, rows = _rows(out)
@@ -395,6 +422,10 @@ CASES = [
     Case("count-zero", edit(operation_count="0"), "OK", CSV, "row 1", "'operation_count' are not usable",
          check=_count_from_mean),
     Case("time-negative-zero", edit(**{TIME: "-0", "Kernel Time (µs)_mean": "-0"}), "OK", check=_no_negative_zero),
+    Case("shape-m-1e9", implausible(M=10**9), "OK", check=_shape_unknown),
+    Case("shape-e-2-to-52", implausible(E=2**52), "OK", check=_shape_unknown),
+    Case("shape-k-and-n-1e12", implausible(K=10**12, N=10**12), "OK", check=_shape_unknown),
+    Case("shape-topk-2-to-40", implausible(E=2**41, k=2**40), "OK", check=_shape_unknown),
     Case("count-text", edit(operation_count="many"), "OK", CSV, "row 1", "'operation_count' are not usable"),
     # Zero means and rooflines make 0/0 figures: unknown, not NaN.
     Case("zero-figures", edit(**{"Kernel Time (µs)_mean": "0", "Roofline Time (µs)_first": "0", "GFLOPS": "0",

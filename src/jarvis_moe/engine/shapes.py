@@ -76,9 +76,22 @@ def infer_shape(
         return None
     if num_tokens is not None and shape.num_tokens != num_tokens:
         return None  # two readings of M disagree: the cell is not trustworthy
-    if shape.topk > shape.num_experts:
+    if shape.topk > shape.num_experts or not plausible(shape):
         return None
     return shape
+
+
+# Largest sizes of one MoE launch taken as real: far beyond every known model
+# (DeepSeek-V3: K 7168, N 2048, E 256, k 8) and a 16M-token batch. A larger
+# value is a corrupt cell: the op's shape is unknown, so no FLOPs, bytes or
+# replay case are built from it (their products would run to hundreds of digits).
+SHAPE_CAPS = {"num_tokens": 1 << 24, "hidden_dim": 1 << 17, "inter_dim": 1 << 18, "num_experts": 1 << 14,
+              "topk": 1 << 10, "gemm_n": 1 << 19, "gemm_k": 1 << 18}
+
+
+def plausible(shape: Shape) -> bool:
+    """Every size of ``shape`` within :data:`SHAPE_CAPS`."""
+    return all((getattr(shape, name) or 0) <= cap for name, cap in SHAPE_CAPS.items())
 
 
 # --- perf_params ------------------------------------------------------------
