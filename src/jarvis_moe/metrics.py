@@ -11,6 +11,7 @@ that document gives, and every reader prints them as they are.
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter
@@ -19,6 +20,20 @@ from jarvis_moe.metrics_levers import Lever, LeverSum, Model, MoeBlock
 
 from jarvis_moe.metrics_implementation import ImplementationCheck
 from jarvis_moe.options import Options
+
+class WarningCode(str, enum.Enum):
+    """What an op warning is about, so readers choose warnings by code, never by their text."""
+
+    PEAK_SUBSTITUTED = "peak_substituted"  # rated against another dtype's peak
+    NO_PEAK = "no_peak"  # the platform has no peak for its dtype
+    NO_FAMILY = "no_family"  # matches no known MoE op family
+    NO_SHAPE = "no_shape"  # its family's shape could not be read
+    BLOCK_CONFLICT = "block_conflict"  # launch arguments and kernel name give other row blocks
+    OVER_100_ROUTING = "over_100_routing"  # above 100 % of roofline, explained by its routing evidence
+    ANOMALY = "anomaly"  # above the anomaly line, unexplained
+    OVER_100 = "over_100"  # above the warning line
+    TRACE2_CLAMPED = "trace2_clamped"  # comparative efficiency floored at trace 1's
+
 
 Bound = Literal["compute", "memory"]
 Kind = Literal["fused", "up", "down"]
@@ -176,6 +191,7 @@ class Operation(Model):
     module_chain: list[str]
     call_chain: list[Any] | None = None
     warnings: list[str]
+    warning_codes: list[WarningCode]  # the code of each of ``warnings``, in the same order
     moe: MoeFigures | None
     ex_uid: str | int | None
 

@@ -19,7 +19,7 @@ from jarvis_moe.engine.families import BY_KEY, Family
 from jarvis_moe.engine.figures import COMPARATIVE, POSITION
 from jarvis_moe.engine.moe_figures import Context, compute_rates, moe_figures, rounded, settle_verdicts
 from jarvis_moe.engine.shapes import Shape, infer_shape, settle_siblings
-from jarvis_moe.metrics import Efficiency, MoeFigures, Operation
+from jarvis_moe.metrics import Efficiency, MoeFigures, Operation, WarningCode
 
 # Cells of the input that listed ops show or parse.
 REPORT_CELLS = ("Input Dims", "Input type", "call_stack_full", "entry_point", "ex_UID")
@@ -112,7 +112,8 @@ def operation(item: Listed, moe: MoeFigures | None, *, scope: str, with_call_cha
     kernels = _kernels(row)
     kernel_name, kernel_trunc = trace_text.kernel_name_display(kernels)
     chain = trace_text.module_chain(item.call_stack)
-    warnings = op_warnings(item, scope, moe)
+    coded = op_warnings(item, scope, moe)
+    warnings = [text for _, text in coded]
     op = Operation(
         name=row["name"], display_name=trace_text.display_text(row["name"]), count=int(row["count"]),
         time_ms=round(row["time_ms"], 3), percent_of_category=round(row["pct_category"], 2),
@@ -138,7 +139,7 @@ def operation(item: Listed, moe: MoeFigures | None, *, scope: str, with_call_cha
             row.get("entry_point"), [m for m in chain if trace_text.display_text(m)], row["library"])),
         kernel_name=kernel_name, kernel_name_trunc=_as_cell(kernel_trunc), kernels=kernels, module_chain=chain,
         call_chain=list(item.call_stack) if with_call_chain else None,
-        warnings=warnings, moe=moe, ex_uid=row.get("ex_UID"),
+        warnings=warnings, warning_codes=[code for code, _ in coded], moe=moe, ex_uid=row.get("ex_UID"),
     )
     if scope == COMPARATIVE:
         t2 = row["t2_us"] / 1000.0 if row["t2_us"] is not None else None
@@ -150,8 +151,8 @@ def operation(item: Listed, moe: MoeFigures | None, *, scope: str, with_call_cha
     return op
 
 
-def op_warnings(item: Listed, scope: str, moe: Any) -> list[str]:
-    """The op's warnings, each a sentence that stands on its own."""
+def op_warnings(item: Listed, scope: str, moe: Any) -> list[tuple[WarningCode, str]]:
+    """The op's warnings with their codes, each a sentence that stands on its own."""
     row = item.row
     out = []
     if row["peak_warning"]:
@@ -159,32 +160,32 @@ def op_warnings(item: Listed, scope: str, moe: Any) -> list[str]:
         if row["efficiency"] is not None and warning.endswith("efficiency is left unknown"):
             # The pipeline's own roofline column still rates the op.
             warning = warning.replace("efficiency is left unknown", "the efficiency is the pipeline's Pct Roofline")
-        out.append(warning)
+        out.append((WarningCode.PEAK_SUBSTITUTED if row["substituted_spec"] else WarningCode.NO_PEAK, warning))
     if item.family is None:
-        out.append("matches no known MoE op family, so it gets the shared figures only "
-                   "(no MoE shape, routing or padding figures)")
+        out.append((WarningCode.NO_FAMILY, "matches no known MoE op family, so it gets the shared figures only "
+                   "(no MoE shape, routing or padding figures)"))
     elif item.shape is None:
-        out.append(f"the {item.family.implementation} shape could not be read from perf_params or "
-                   "Input Dims, so it gets the shared figures only")
+        out.append((WarningCode.NO_SHAPE, f"the {item.family.implementation} shape could not be read from "
+                    "perf_params or Input Dims, so it gets the shared figures only"))
     if moe is not None and moe.padding_block_kernel_name_rows is not None:
-        out.append(f"its launch arguments give {moe.padding_block_rows}-row blocks and its kernel name "
+        out.append((WarningCode.BLOCK_CONFLICT, f"its launch arguments give {moe.padding_block_rows}-row blocks and its kernel name "
                    f"{moe.padding_block_kernel_name_rows}: the padding and weight passes use the launch arguments, "
-                   "the buffer the kernel walks")
+                   "the buffer the kernel walks"))
     eff = row["eff_roofline"]
     if row["over_100"] or row["is_anomaly"]:
         explained = moe is not None and moe.skew.over_100_explained
         kept_out = "; the shared rule keeps it out of quantified impact" if row["is_anomaly"] else ""
         if explained:
-            out.append(f"{eff:.2f}% of roofline counts the weight bytes of uniform routing; the calls read "
-                       f"fewer experts' weights than that (see its routing evidence){kept_out}")
+            out.append((WarningCode.OVER_100_ROUTING, f"{eff:.2f}% of roofline counts the weight bytes of uniform routing; the calls read "
+                       f"fewer experts' weights than that (see its routing evidence){kept_out}"))
         elif row["is_anomaly"]:
-            out.append(f"{eff:.2f}% of roofline is not physically possible and no routing explains it: the "
-                       f"measurement or the peak is wrong{kept_out}")
+            out.append((WarningCode.ANOMALY, f"{eff:.2f}% of roofline is not physically possible and no routing explains it: the "
+                       f"measurement or the peak is wrong{kept_out}"))
         else:
-            out.append(f"{eff:.2f}% of roofline is above 100%: check the peak or the perf model")
+            out.append((WarningCode.OVER_100, f"{eff:.2f}% of roofline is above 100%: check the peak or the perf model"))
     if scope == COMPARATIVE and row["clamped"]:
-        out.append(f"trace-2 time would put the op below its trace-1 roofline efficiency; "
-                   f"efficiency floored at {eff:.2f}%")
+        out.append((WarningCode.TRACE2_CLAMPED, f"trace-2 time would put the op below its trace-1 roofline efficiency; "
+                   f"efficiency floored at {eff:.2f}%"))
     return out
 
 

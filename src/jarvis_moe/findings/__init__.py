@@ -13,7 +13,7 @@ import re
 from jarvis_moe.findings import advice, cards, routing, summary
 from jarvis_moe.replay.ref import ReplayRef
 from jarvis_moe.findings.text import code, inline, joined, sentence
-from jarvis_moe.metrics import MetricsError, MetricsNoData, MetricsOk
+from jarvis_moe.metrics import MetricsError, MetricsNoData, MetricsOk, WarningCode
 
 TITLE = "# MoE Analysis Summary"
 NO_MOE_NOTE = "- Model does not use Mixture of Experts architecture"
@@ -50,10 +50,10 @@ def _warnings(m: MetricsOk) -> list[str]:
     by_text: dict[str, list[str]] = {}
     for op in m.operations:
         explained = op.moe is not None and op.moe.skew.over_100_explained
-        for w in op.warnings:
-            if explained and "routing evidence" in w:
+        for about, w in zip(op.warning_codes, op.warnings):
+            if explained and about is WarningCode.OVER_100_ROUTING:
                 continue  # said with the numbers under Routing and Load Balance
-            if op.efficiency.substituted_compute_spec and "rated against" in w:
+            if about is WarningCode.PEAK_SUBSTITUTED:
                 continue  # said with the peaks in the overview
             by_text.setdefault(w, [])
             if op.display_name not in by_text[w]:
