@@ -112,3 +112,11 @@ def test_any_figures_stay_within_their_decades(pairs, compute, bandwidth):
         assert plot.LEFT - 1e-6 <= scale.px(p.x) <= plot.RIGHT + 1e-6
         assert plot.TOP - 1e-6 <= scale.py(p.y) <= plot.BOTTOM + 1e-6
     assert scale.px(compute / bandwidth) <= plot.RIGHT
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_any_trace_text_is_well_formed_svg_character_data(raw):
+    shown = plot.text(raw, limit=10_000)
+    element = ET.fromstring(f"<t>{shown}</t>")  # raises on anything XML does not allow
+    assert "\n" not in (element.text or "") and "\x1b" not in (element.text or "")

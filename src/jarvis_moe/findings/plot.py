@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 from jarvis_moe.metrics import MetricsOk, Operation
+from jarvis_moe.safetext import plain_text
 
 # Canvas and plot area, in SVG user units.
 WIDTH, HEIGHT = 900, 560
@@ -30,8 +31,8 @@ FONT = "font-family='DejaVu Sans,Helvetica,Arial,sans-serif'"
 # Ten distinguishable hues (the usual categorical palette of plotting tools).
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
            "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-# Control, separator and bidi-override characters never reach the text.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff]+")
+# Beyond what the page drops (safetext): characters XML 1.0 does not allow.
+_NOT_XML = re.compile("[\ufffe\uffff]")
 # Rough advance width of one character at the label size, for overlap tests.
 CHAR_W = 6.2
 
@@ -65,7 +66,7 @@ class Scale:
 
 def text(raw: object, limit: int = 60) -> str:
     """Any value as SVG character data: one line, no control characters, escaped."""
-    value = _UNSAFE.sub(" ", "" if raw is None else str(raw)).strip()
+    value = _NOT_XML.sub("", plain_text(raw)).strip()
     if len(value) > limit:
         value = value[: limit - 1] + "…"
     return (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
