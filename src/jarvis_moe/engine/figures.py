@@ -149,11 +149,16 @@ def op_figures(
     ``over_100``, ``cov``, ``high_variance``, ``family``, ``library``, ``num_tokens``
     ``first_type`` (the first input dtype).
     """
-    src = inputs_frame
-    e2e = metadata.e2e_time_ms
-    bw = metadata.peak_hbm_bw_tbs
-    total_us = float(src.get_column(TIME_SUM).sum())
+    base = _read_facts(inputs_frame)
+    lf = _rates(base, _peak_table(base, metadata), metadata.peak_hbm_bw_tbs)
+    lf = _efficiency_in_scope(_bound_and_efficiency(lf, base, metadata.peak_hbm_bw_tbs), base, scope)
+    total_us = float(inputs_frame.get_column(TIME_SUM).sum())
+    lf = _shares_and_variance(lf, base, options, total_us, metadata.e2e_time_ms)
+    return lf.drop("bound_text").sort("time_us", descending=True, maintain_order=True).collect(engine=ENGINE)
 
+
+def _read_facts(src: pl.DataFrame) -> pl.DataFrame:
+    """The narrow frame of the figures' inputs: positions, numbers and the facts of the text cells."""
     # One pass over the input: every fact of the text cells that a figure
     # needs is read here, in parallel, and nothing else of the long cells.
     # Over every row only the figures' inputs are read: the token count from
@@ -173,8 +178,11 @@ def op_figures(
     )
     f = _with_token_counts(lf.collect(engine=ENGINE), src)
     first_type = type_facts(src)[0].list.first().alias("first_type")
-    f = _with_family(with_distinct_facts(f, TYPE_CELLS, [first_type]), src)
+    return _with_family(with_distinct_facts(f, TYPE_CELLS, [first_type]), src)
 
+
+def _peak_table(f: pl.DataFrame, metadata: Metadata) -> pl.DataFrame:
+    """The compute peak of each distinct (spec, first input dtype, kernel dtype), with its warning."""
     # Peaks: resolved once per distinct (spec, first input dtype, kernel dtype).
     pairs = f.select("spec", "first_type", "kernel_dtype").unique()
     rows = []
@@ -183,7 +191,7 @@ def op_figures(
         choice = resolve_peak(spec, act, metadata, kernel_dtype)
         rows.append((spec, first_type, kernel_dtype, act, choice.peak, choice.substituted_spec, choice.warning,
                      choice.basis))
-    peak_table = pl.DataFrame(
+    return pl.DataFrame(
         rows,
         schema={"spec": pl.String, "first_type": pl.String, "kernel_dtype": pl.String, "act_dtype": pl.String,
                 "peak_tflops": pl.Float64, "substituted_spec": pl.String, "peak_warning": pl.String,
@@ -191,8 +199,9 @@ def op_figures(
         orient="row",
     )
 
-    # The rest is one lazy plan over the narrow frame, collected once.
-    base = f
+
+def _rates(base: pl.DataFrame, peak_table: pl.DataFrame, bw: float) -> pl.LazyFrame:
+    """Peaks joined, calls, mean time, achieved rates and the ideal time at the roofline."""
     count = pl.col("operation_count").round(0).cast(pl.Int64) if "operation_count" in base.columns else pl.lit(None, pl.Int64)
     derived = (pl.col(TIME_SUM) / _first_float(base, "Kernel Time (µs)_mean")).round(0)
     derived = pl.when(derived <= 1e12).then(derived).cast(pl.Int64, strict=False)
@@ -215,7 +224,7 @@ def op_figures(
     gflops = _first_float(base, "GFLOPS")
     mib = _first_float(base, "Data Moved (MB)")
     peak = pl.col("peak_tflops")
-    lf = lf.with_columns(
+    return lf.with_columns(
         peak_tbs=pl.lit(bw, pl.Float64),
         tflops=pl.coalesce([_first_float(base, "TFLOPS/s_mean"), _known(gflops / pl.col("mean_us") * 1000.0)]),
         tbs=pl.coalesce([_first_float(base, "TB/s_mean"), _known(mib * 1.048576 / pl.col("mean_us"))]),
@@ -230,9 +239,14 @@ def op_figures(
             _known(pl.max_horizontal(gflops * 1000.0 / peak, mib * 1.048576 / bw))
         ),
     )
+
+
+def _bound_and_efficiency(lf: pl.LazyFrame, base: pl.DataFrame, bw: float) -> pl.LazyFrame:
+    """The bound of each op and its roofline efficiency, with where that came from."""
     # A peak chosen by the kernel's dtype replaces the pipeline's: its
     # bound and roofline % were judged against the other peak.
     by_kernel = pl.col("peak_basis") == "kernel_name"
+    peak = pl.col("peak_tflops")
     bound_col = pl.when(by_kernel).then(pl.lit(None, pl.String)).otherwise(pl.col("bound_text"))
     lf = lf.with_columns(
         bound=pl.when(bound_col == "COMPUTE_BOUND").then(pl.lit("compute"))
@@ -243,12 +257,16 @@ def op_figures(
     roofline_first = _first_float(base, "Roofline Time (µs)_first")
     computed = _known(pl.coalesce([pl.col("roofline_us"), roofline_first]) / pl.col("mean_us") * 100.0)
     pct = pl.when(by_kernel.fill_null(False).not_()).then(_first_float(base, "Pct Roofline_mean"))
-    lf = lf.with_columns(
+    return lf.with_columns(
         eff_roofline=pl.coalesce([pct, computed]),
         eff_source=pl.when(pct.is_not_null()).then(pl.lit("pct_roofline"))
         .when(computed.is_not_null()).then(pl.lit("computed")),
     )
-    lf = _efficiency_in_scope(lf, base, scope)
+
+
+def _shares_and_variance(lf: pl.LazyFrame, base: pl.DataFrame, options: Options, total_us: float,
+                         e2e: float | None) -> pl.LazyFrame:
+    """Warning and anomaly flags, shares of time and the variance figures the options ask for."""
     lf = lf.with_columns(
         over_100=(pl.col("eff_roofline") > options.efficiency_warn_pct).fill_null(False),
         is_anomaly=(pl.col("eff_roofline") > options.anomaly_pct).fill_null(False),
@@ -261,11 +279,10 @@ def op_figures(
         pl.col("pct_total") >= options.variance_min_percent_of_total
     ).fill_null(False)
     cov = pl.when(eligible & (pl.col("mean_us") > 0)).then(_known(std / pl.col("mean_us")))
-    lf = lf.with_columns(
+    return lf.with_columns(
         cov=cov,
         high_variance=(cov > options.high_variance_cov).fill_null(False),
     )
-    return lf.drop("bound_text").sort("time_us", descending=True, maintain_order=True).collect(engine=ENGINE)
 
 
 def _with_token_counts(f: pl.DataFrame, src: pl.DataFrame) -> pl.DataFrame:
