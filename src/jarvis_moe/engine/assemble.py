@@ -102,23 +102,8 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Options
     estimates = [ImpactEstimate(**records[i], op_index=position.get(i)) for i in capped]
 
     figures_cat = category_figures(figures, meta)
-    pct = figures_cat["percent_of_compute"] if e2e else None
-    block = _block(inputs, operations, e2e)
-    activation = sum(p.time_ms for p in block.parts if p.kind == "activation") if block is not None else 0.0
-    pairs = cat.pipelines(operations, meta.peak_hbm_bw_tbs, e2e, activation or None)
-    peaks = meta.compute_peaks()
-    found, sums = levers.levers(operations, pairs, meta, e2e, options.sibling_gap_ratio,
-                                options.lever_min_pct)
-    specific = CategorySpecific(
-        peak_maf_tflops=as_written(peaks.get("matrix_bf16", meta.peak_bf16_maf_tflops)),
-        peak_hbm_bw_tbs=as_written(meta.peak_hbm_bw_tbs),
-        significance=cat.significance(pct, options.significance_band_low_pct, options.significance_band_high_pct),
-        layer_structure=cat.layer_structure(operations, inputs.tree, max_chain),
-        phase_split=cat.phase_split(figures, options.decode_max_tokens),
-        fusion_payoff=cat.fusion_payoff(pairs, e2e) if category == "moe_unfused" else None,
-        levers=found, lever_sums=sums, moe_block=block,
-        limits=list(cat.LIMITS),
-    )
+    specific = _category_specific(inputs, figures, operations, options, category,
+                                  figures_cat["percent_of_compute"] if e2e else None)
     return MetricsOk(
         category=category, status="OK", comparison_scope=scope, generated_by=generated_by, **figures_cat,
         e2e_time_ms=None if e2e is None else round(e2e, 3), platform=meta.platform,
@@ -127,4 +112,27 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Options
         impact_estimates_total=est.height, category_findings=findings,
         warnings=list(inputs.warnings) + grouped_warnings(operations), input_warnings=list(inputs.warnings),
         options=options,
+    )
+
+
+def _category_specific(inputs: Inputs, figures: pl.DataFrame, operations: list, options: Options, category: str,
+                       pct: float | None) -> CategorySpecific:
+    """The category-wide figures: peaks, significance, layers, phases, pipelines, levers, the MoE block."""
+    meta = inputs.metadata
+    e2e = meta.e2e_time_ms
+    block = _block(inputs, operations, e2e)
+    activation = sum(p.time_ms for p in block.parts if p.kind == "activation") if block is not None else 0.0
+    pairs = cat.pipelines(operations, meta.peak_hbm_bw_tbs, e2e, activation or None)
+    peaks = meta.compute_peaks()
+    found, sums = levers.levers(operations, pairs, meta, e2e, options.sibling_gap_ratio,
+                                options.lever_min_pct)
+    return CategorySpecific(
+        peak_maf_tflops=as_written(peaks.get("matrix_bf16", meta.peak_bf16_maf_tflops)),
+        peak_hbm_bw_tbs=as_written(meta.peak_hbm_bw_tbs),
+        significance=cat.significance(pct, options.significance_band_low_pct, options.significance_band_high_pct),
+        layer_structure=cat.layer_structure(operations, inputs.tree, options.max_call_chain_ops),
+        phase_split=cat.phase_split(figures, options.decode_max_tokens),
+        fusion_payoff=cat.fusion_payoff(pairs, e2e) if category == "moe_unfused" else None,
+        levers=found, lever_sums=sums, moe_block=block,
+        limits=list(cat.LIMITS),
     )
