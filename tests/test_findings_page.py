@@ -366,3 +366,24 @@ def test_an_fp8_kernel_is_rated_on_the_fp8_peak_and_the_page_opens_with_it():
     assert "matrix compute 1519 TFLOP/s for fp8" in overview and "843" not in overview
     assert "not the bf16 matrix peak of the Compute Spec" in overview
     assert "FP8 compute:" not in text and "8-bit weights:" not in text
+
+
+def test_phase_shares_are_rounded_once_from_unrounded_times():
+    # Qwen3-235B: 4.618 ms decode-like and 2.667 ms prefill-like (rounded); shares from the unrounded
+    # times add up to 100%, where rounded ms over rounded total gave 63.38% + 36.60%.
+    metrics = fixture_metrics("fam-cktile-two-stage-qwen3-235b-a22b-fp8-tp4-mi300x")
+    split = metrics.category_specific.phase_split
+    assert (split.decode_pct, split.prefill_pct) == (63.39, 36.61)
+    assert "decode-like 4.618 ms (63.39%), prefill-like 2.667 ms (36.61%)" in render(metrics)
+
+
+def test_the_rest_of_the_table_is_summed_by_the_engine():
+    import polars as pl
+
+    from jarvis_moe.engine.category import table_rest
+
+    # The H200 ops' times: with 2 rows shown, #3 and #4 (7.514 + 3.742 ms) of 117.765 ms are the rest.
+    figures = pl.DataFrame({"time_ms": [71.377, 35.132, 7.514, 3.742]})
+    rest = table_rest(figures, 2)
+    assert (rest.signatures, rest.time_ms, rest.percent_of_category) == (2, 11.256, 9.56)
+    assert table_rest(figures, 4) is None

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter
 
-from jarvis_moe.metrics_levers import Lever, LeverSum, Model, MoeBlock
+from jarvis_moe.metrics_levers import Lever, LeverSum, Model, MoeBlock, TableRest
 
 from jarvis_moe.metrics_implementation import ImplementationCheck
 from jarvis_moe.options import Options
@@ -158,6 +158,7 @@ class MoeFigures(Model):
     skew: RoutingEvidence
     implementation_check: ImplementationCheck
     activation_quant: str | None = None
+    scale_share_pct: float | None = None
     us_per_active_expert: float | None = None
     expert_stream_us_at_peak: float | None = None
 
@@ -263,6 +264,9 @@ class PhaseSplit(Model):
     decode_ms: float
     prefill_ms: float
     unknown_ms: float
+    decode_pct: float | None = None  # each phase's share of the category's time, %
+    prefill_pct: float | None = None
+    unknown_pct: float | None = None
 
 
 class Pipeline(Model):
@@ -303,6 +307,8 @@ class CategorySpecific(Model):
     levers: list[Lever]
     lever_sums: list[LeverSum] = []
     moe_block: MoeBlock | None = None
+    table_rest: TableRest | None = None
+    trace2_total_ms: float | None = None
     limits: list[str]
 
 

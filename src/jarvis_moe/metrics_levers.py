@@ -81,3 +81,9 @@ class MoeBlock(Model):
     hidden_padding: HiddenPadding | None
 
 
+class TableRest(Model):
+    """The signatures below the operations table (option ``max_table_ops``) together."""
+
+    signatures: int
+    time_ms: float
+    percent_of_category: float | None

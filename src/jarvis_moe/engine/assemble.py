@@ -133,6 +133,8 @@ def _category_specific(inputs: Inputs, figures: pl.DataFrame, operations: list, 
         layer_structure=cat.layer_structure(operations, inputs.tree, options.max_call_chain_ops),
         phase_split=cat.phase_split(figures, options.decode_max_tokens),
         fusion_payoff=cat.fusion_payoff(pairs, e2e) if category == "moe_unfused" else None,
+        table_rest=cat.table_rest(figures, max(1, options.max_table_ops)),
+        trace2_total_ms=cat.trace2_total(figures) if "t2_us" in figures.columns else None,
         levers=found, lever_sums=sums, moe_block=block,
         limits=list(cat.LIMITS),
     )

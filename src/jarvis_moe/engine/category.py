@@ -14,6 +14,7 @@ import polars as pl
 
 from jarvis_moe.engine import dtypes, trace_text
 from jarvis_moe.engine.contract import Metadata, TreeEntry
+from jarvis_moe.metrics_levers import TableRest
 from jarvis_moe.metrics import (
     FusionPayoff, LayerStructure, Operation, PhaseSplit, Pipeline, Significance,
 )
@@ -52,7 +53,27 @@ def phase_split(figures: pl.DataFrame, decode_max_tokens: int) -> PhaseSplit:
         prefill_ms=pl.col("time_ms").filter(m > decode_max_tokens).sum(),
         unknown_ms=pl.col("time_ms").filter(m.is_null()).sum(),
     ).row(0, named=True)
-    return PhaseSplit(**{k: round(float(v or 0.0), 3) for k, v in sums.items()})
+    total = sum(float(v or 0.0) for v in sums.values())
+    shares = {k.replace("_ms", "_pct"): round(float(v or 0.0) / total * 100.0, 2) if total else None
+              for k, v in sums.items()}
+    return PhaseSplit(**{k: round(float(v or 0.0), 3) for k, v in sums.items()}, **shares)
+
+
+def table_rest(figures: pl.DataFrame, shown: int) -> TableRest | None:
+    """The signatures after the first ``shown`` (the page's table), summed unrounded and rounded once."""
+    if figures.height <= shown:
+        return None
+    total = float(figures.get_column("time_ms").sum())
+    rest = float(figures.get_column("time_ms").slice(shown).sum())
+    return TableRest(signatures=figures.height - shown, time_ms=round(rest, 3),
+                     percent_of_category=round(rest / total * 100.0, 2) if total else None)
+
+
+def trace2_total(figures: pl.DataFrame) -> float | None:
+    """Trace 2's time for the same signatures, when every one has it."""
+    if "t2_us" not in figures.columns or figures.get_column("t2_us").null_count():
+        return None
+    return round(float(figures.get_column("t2_us").sum()) / 1000.0, 3)
 
 
 def layer_structure(operations: list[Operation], tree: Mapping[str, TreeEntry] | None,

@@ -264,6 +264,7 @@ def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: S
         phase="decode" if shape.num_tokens <= opts.decode_max_tokens else "prefill",
         skew=skew_record(found, t.calls, block, ctx.noise, opts, corrected, explained).model_copy(
             update={"time_over_median_ms": _over_median(row)}),
+        scale_share_pct=round(scales / moved * 100.0, 1) if scales and moved else None,
         activation_quant=activation_quant(fmt, kernels) if dtypes.label(shape.input_dtype) in ("bf16", "fp16") else None,
         us_per_active_expert=rounded(mean_us / expected, 1) if mean_us else None,
         expert_stream_us_at_peak=round(moe_model.expert_bytes(cost) / (ctx.peak_tbs * 1e6), 2),

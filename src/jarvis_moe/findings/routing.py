@@ -215,7 +215,7 @@ def _scales_line(m: MetricsOk, ops: list[Operation]) -> str | None:
             continue
         fmt = moe.weight_format
         assert fmt is not None
-        share = moe.scale_bytes_per_call / (moe.bytes_per_call or 1) * 100
+        share = moe.scale_share_pct or 0.0
         if share < 1.0:
             continue  # would not move any figure on the page
         return (f"- Scales: the pipeline's bytes leave out the {inline(fmt.name)} scales, "

@@ -120,23 +120,21 @@ def overview(m: MetricsOk, plot_name: str | None, layers: str | None = None) -> 
                      f"{spoken(used)} peak ({peak(value)} TFLOP/s), the dtype of the activations, as the kernels "
                      "compute on dequantised weights; weight bytes are counted as stored.")
     split = spec.phase_split
-    parts = [(label, ms) for label, ms in (("decode-like", split.decode_ms), ("prefill-like", split.prefill_ms),
-                                          ("of unknown shape", split.unknown_ms)) if ms]
+    parts = [(label, ms, share) for label, ms, share in (
+        ("decode-like", split.decode_ms, split.decode_pct), ("prefill-like", split.prefill_ms, split.prefill_pct),
+        ("of unknown shape", split.unknown_ms, split.unknown_pct)) if ms]
     meaning = (f"decode-like means at most {m.options.decode_max_tokens} tokens per call, which a "
                "small chunked prefill also matches")
     if len(parts) == 1:
         lines.append(f"- All of it is {parts[0][0]} ({meaning}).")
     elif parts:
-        shares = ", ".join(f"{label} {num(ms, 3)} ms ({pct(ms / m.total_time_ms * 100)})" for label, ms in parts)
+        shares = ", ".join(f"{label} {num(ms, 3)} ms ({pct(share)})" for label, ms, share in parts)
         lines.append(f"- Phases: {shares}; {meaning}.")
     if layers:
         lines.append(layers)
     lines += block_lines(m)
-    if comparative and m.operations and not m.operations_omitted:
-        t2 = [op.t2_time_ms for op in m.operations]
-        if all(t is not None for t in t2):
-            total2 = round(sum(t for t in t2 if t is not None), 3)
-            lines.append(f"- Trace 2: {num(total2, 3)} ms for the same signatures.")
+    if comparative and spec.trace2_total_ms is not None:
+        lines.append(f"- Trace 2: {num(spec.trace2_total_ms, 3)} ms for the same signatures.")
     if plot_name:
         lines += ["", f"![Roofline]({plot_name})"]
     return lines
@@ -163,11 +161,10 @@ def operations(m: MetricsOk, max_rows: int) -> list[str]:
                  num(op.percent_of_total), str(op.count), efficiency_cell(op),
                  bound_label(op.efficiency.bound_type)] for i, op in enumerate(shown, start=1)]
     lines += table(header, rows)
-    rest = m.operations_total - len(shown)
-    if rest > 0:
-        rest_ms = max(0.0, m.total_time_ms - sum(op.time_ms for op in shown))
-        lines += ["", f"{plural(rest, 'more signature')}: {num(rest_ms, 3)} ms "
-                      f"({pct(rest_ms / m.total_time_ms * 100 if m.total_time_ms else None)} of MoE time)."]
+    rest = m.category_specific.table_rest
+    if rest is not None:
+        lines += ["", f"{plural(rest.signatures, 'more signature')}: {num(rest.time_ms, 3)} ms "
+                      f"({pct(rest.percent_of_category)} of MoE time)."]
     return lines
 
 
