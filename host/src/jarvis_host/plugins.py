@@ -169,30 +169,7 @@ def load_registry(
     seen: set[str] = set()
 
     def add(load: Callable[[], object], info: PluginInfo) -> None:
-        plugin: object = None
-        registered = False
-        try:
-            plugin = load()
-            pm.register(plugin, name=f"{info.distribution}:{info.entry_point}")
-            registered = True
-            _check_hooks(pm)
-            categories = _collect_categories(pm, plugin, info)
-        except Exception as exc:
-            # Unregister only what this call registered: pm.register also
-            # fails when another entry point already loaded the same module.
-            if registered:
-                pm.unregister(plugin)
-            if strict:
-                raise
-            reason = f"{type(exc).__name__}: {exc}"
-            registry.broken.append(BrokenPlugin(info, reason))
-            label = f"{info.distribution} {info.version}".strip()
-            warn(f"plugin {label!r} ({info.entry_point}) is broken and was skipped: {reason}")
-            return
-        registry.plugins.append(info)
-        for category in categories:
-            owners.setdefault(category.name, []).append(info)
-            registry.categories.setdefault(category.name, category)
+        _add_plugin(pm, registry, owners, load, info, strict=strict, warn=warn)
 
     for entry_point in entry_points:
         info = _plugin_info(entry_point)
@@ -208,6 +185,49 @@ def load_registry(
         for name in sorted(allowed - seen):
             warn(f"{LOAD_PLUGINS_ENV} names {name!r}, but no installed plugin has that distribution name")
 
+    _check_conflicts(owners)
+
+    registry.categories = dict(sorted(registry.categories.items()))
+    registry.plugins.sort(key=lambda i: normalise_name(i.distribution))
+    registry.broken.sort(key=lambda b: normalise_name(b.plugin.distribution))
+    return registry
+
+
+def _add_plugin(pm: pluggy.PluginManager, registry: Registry, owners: dict[str, list[PluginInfo]],
+                load: Callable[[], object], info: PluginInfo, *, strict: bool,
+                warn: Callable[[str], None]) -> None:
+    """Load one plugin and record its categories, or set it aside as broken with a warning."""
+    plugin: object = None
+    registered = False
+    try:
+        plugin = load()
+        pm.register(plugin, name=f"{info.distribution}:{info.entry_point}")
+        registered = True
+        _check_hooks(pm)
+        categories = _collect_categories(pm, plugin, info)
+    except Exception as exc:
+        # Unregister only what this call registered: pm.register also
+        # fails when another entry point already loaded the same module.
+        if registered:
+            pm.unregister(plugin)
+        if strict:
+            raise
+        reason = f"{type(exc).__name__}: {exc}"
+        registry.broken.append(BrokenPlugin(info, reason))
+        label = f"{info.distribution} {info.version}".strip()
+        warn(f"plugin {label!r} ({info.entry_point}) is broken and was skipped: {reason}")
+        return
+    registry.plugins.append(info)
+    for category in categories:
+        owners.setdefault(category.name, []).append(info)
+        registry.categories.setdefault(category.name, category)
+
+
+def _check_conflicts(owners: Mapping[str, list[PluginInfo]]) -> None:
+    """Refuse a category that more than one plugin registers.
+
+    :raises PluginConflictError: naming each such category and its plugins.
+    """
     clashes = {name: infos for name, infos in owners.items() if len(infos) > 1}
     if clashes:
         lines = [
@@ -217,9 +237,3 @@ def load_registry(
         ]
         hint = f"uninstall one of them, or choose the plugins to load with {LOAD_PLUGINS_ENV}"
         raise PluginConflictError("; ".join(lines) + f" ({hint})")
-
-    registry.categories = dict(sorted(registry.categories.items()))
-    registry.plugins.sort(key=lambda i: normalise_name(i.distribution))
-    registry.broken.sort(key=lambda b: normalise_name(b.plugin.distribution))
-    return registry
-
