@@ -420,22 +420,27 @@ def format_table(reports: list[Report]) -> str:
 
 
 def profile(rows: int, fixture: Path, options: dict[str, Any], top: int = 25) -> str:
-    """The category run at ``rows`` under cProfile, warm: the package's top entries by cumulative time.
+    """The category run at ``rows`` under cProfile: the package's top entries by cumulative time.
 
-    Nearly all own time is inside polars (``collect``, ``read_csv``); the
+    Measured like a step of the benchmark: after a run on a one-row copy
+    (imports, first calls), with the caches of per-op figures cold. Nearly
+    all own time is inside polars (``collect``, ``read_csv``); the
     cumulative time of the package's functions says which step pays for it.
     """
     import cProfile
     import io
     import pstats
 
+    category = fixture_category(fixture)
     with tempfile.TemporaryDirectory(prefix="jarvis-bench-prof-") as tmp:
-        out = Path(tmp)
+        warm, out = Path(tmp) / "warm", Path(tmp) / "out"
+        warm.mkdir()
+        out.mkdir()
+        build_output_dir(warm, 1, fixture)
+        _steps(warm, category, options)["category"]()
         build_output_dir(out, rows, fixture)
-        run = _steps(out, fixture_category(fixture), options)["category"]
-        run()
         profiler = cProfile.Profile()
-        profiler.runcall(run)
+        profiler.runcall(_steps(out, category, options)["category"])
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats("jarvis_moe", top)
     return text.getvalue()

@@ -131,6 +131,20 @@ def test_benchmark_builder_writes_distinct_signatures(tmp_path, rows):
     assert (tmp_path / "metadata" / "moe_fused_metadata.json").is_file()
 
 
+def test_benchmark_rows_carry_their_own_kernel_details_and_a_few_call_stacks(tmp_path):
+    path = bench_scale.build_output_dir(tmp_path, 50, bench_scale.REPO / "tests" / "fixtures" / SYNTHETIC)
+    frame = pl.read_csv(path, infer_schema=False)
+    # Every row's kernel durations are its own; its stack is one of the engine's variants.
+    assert frame.get_column("kernel_details_summary").n_unique() == 50
+    assert 1 < frame.get_column("call_stack_full").n_unique() <= bench_scale.STACK_VARIANTS
+    assert frame.get_column("call_stack_full").str.starts_with("['torch/utils/_contextlib.py").all()
+    result = analyse(tmp_path, category="moe_fused", options={"roofline_plot": False})
+    assert result.status.value == "OK", result.message
+    # The kernel stays the fixture's: the outer frames change neither family nor library.
+    ops = read_metrics(tmp_path, "moe_fused")["operations"]
+    assert {op["library"] for op in ops} == {"AITER"}
+
+
 def test_roofline_plot_gets_only_the_ops_of_the_findings_table(tmp_path):
     import xml.etree.ElementTree as ET
 
