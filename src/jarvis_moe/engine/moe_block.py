@@ -23,7 +23,6 @@ import polars as pl
 
 from jarvis_moe.engine.contract import TIME_SUM, CategoryPaths
 from jarvis_moe.engine.csv_header import read_header
-from jarvis_moe.engine.read_csv import read_rows
 from jarvis_moe.errors import ContractError
 from jarvis_moe.metrics_levers import BlockPart, HiddenPadding, MoeBlock
 
@@ -75,17 +74,26 @@ def _sibling_rows(paths: CategoryPaths) -> pl.DataFrame | None:
 
 
 def _read(path: Path, rel: str) -> pl.DataFrame | None:
+    """The four columns the block needs, read without the contract checks of this category's own CSV.
+
+    Only the name, time, call stack and dims columns are parsed (a projected
+    read): another category's file can be large, and a run pays for it on
+    every trace. Rows whose time is not a number drop out with the zero-time
+    ones.
+    """
     ignored: list[str] = []
     try:
         header = read_header(path, rel, ignored)
-        frame = read_rows(path, rel, header, ignored) if header is not None else None
-    except (ContractError, OSError):
+        if header is None or "name" not in header.cells or TIME_SUM not in header.cells:
+            return None
+        wanted = [c for c in ("name", TIME_SUM, "call_stack_full", "Input Dims") if c in header.cells]
+        frame = pl.read_csv(path, columns=wanted, infer_schema=False)
+    except (ContractError, OSError, pl.exceptions.PolarsError):
         return None
-    if frame is None:
-        return None
-    cols = [pl.col("name").cast(pl.String), pl.col(TIME_SUM).cast(pl.Float64).alias("time_us")]
+    time_us = pl.col(TIME_SUM).str.strip_chars().cast(pl.Float64, strict=False)
+    cols = [pl.col("name").str.strip_chars(), time_us.alias("time_us")]
     for name in ("call_stack_full", "Input Dims"):
-        cols.append((pl.col(name).cast(pl.String) if name in frame.columns else pl.lit(None, pl.String)).alias(name))
+        cols.append((pl.col(name) if name in frame.columns else pl.lit(None, pl.String)).alias(name))
     return frame.select(cols)
 
 
