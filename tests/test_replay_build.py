@@ -72,3 +72,14 @@ def test_the_built_script_and_the_modules_plan_the_same(tmp_path):
         assert cli.main(args) == 0
     assert json.loads(buffer.getvalue()) == json.loads(built.stdout)
     assert len(json.loads(built.stdout)["cases"]) == 2  # the fixture's two MXFP4 cases
+
+
+def test_a_docstring_line_that_looks_like_code_does_not_cut_the_header():
+    from jarvis_moe.replay.build import _split
+
+    # "Usage: x" at the start of a line looks like an annotated name; the
+    # header parse falls back to the whole text and finds both imports.
+    text = '"""Doc.\n\nUsage: x\n"""\nimport os\nfrom .a import b\n\nX = 1\n'
+    imports, body = _split(text)
+    assert [type(node).__name__ for node in imports] == ["Import", "ImportFrom"]
+    assert body == "X = 1"

@@ -14,6 +14,7 @@ from run to run.
 from __future__ import annotations
 
 import ast
+import re
 from importlib import resources
 
 # Dependency order: a module's body only uses names of the modules before it
@@ -22,9 +23,18 @@ ORDER = ("casespec", "plan", "routing", "backends", "weights", "libraries", "ker
          "report", "cli")
 
 
+# The first top-level line that is neither the docstring nor an import: the
+# modules keep their imports above it, so only the text before it is parsed.
+_FIRST_DEFINITION = re.compile(r"^(?:def |class |async def |@|[A-Za-z_][A-Za-z0-9_]*\s*[:=(\[])", re.M)
+
+
 def _split(text: str) -> tuple[list[ast.stmt], str]:
     """(the top-level import statements, the body after them) of one module's source."""
-    tree = ast.parse(text)
+    first = _FIRST_DEFINITION.search(text)
+    try:
+        tree = ast.parse(text[: first.start()] if first else text)
+    except SyntaxError:  # the match fell inside the docstring: parse it all
+        tree = ast.parse(text)
     imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
     end = max(node.end_lineno or node.lineno for node in imports) if imports else 1
     body = "\n".join(text.splitlines()[end:]).strip("\n")
