@@ -270,3 +270,42 @@ def test_any_input_ends_in_a_status_with_agreeing_outputs(ops, meta, tree, scope
 def test_rows_with_good_metadata_never_fail_internally(ops, meta, scope):
     """The same with metadata that passes, so the runs reach the figures."""
     run_and_check(ops, meta, None, scope)
+
+
+ZERO_TIME_ROW = ["pseudo_op::moe_aiter_fused_1stage", "()", "0.0", "COMPUTE_BOUND", "0.0", "0.0", "", ""]
+ZERO_TIME_OPS = {
+    "absent": False, "bom": False, "crlf": False,
+    "header": ["name", "Input type", TIME_SUM, "Roofline Bound", "Kernel Time (µs)_mean", "GFLOPS",
+               "op category", "op category"],
+    # Six repeats of a 0 µs row and one row of 2.2250738585e-313 µs, a subnormal: the
+    # category's time sums to that, 0.000 ms once rounded (found by the property test above).
+    "rows": [ZERO_TIME_ROW] * 6 + [ZERO_TIME_ROW[:2] + ["2.2250738585e-313"] + ZERO_TIME_ROW[3:]],
+}
+ZERO_TIME_META = json.dumps({"platform": "MI300X", "peak_hbm_bw_tbs": 1.0, "max_achievable_tflops": {
+    "matrix_bf16": 1}, "gpu_utilization": {"total_time_ms": 0.0}})
+
+
+
+def zero_time_run(ops: dict[str, Any], scope: str) -> list[float]:
+    """The shares of category time a run over ``ops`` reports, once its outputs are checked."""
+    with tempfile.TemporaryDirectory(prefix="jarvis-zero-") as tmp:
+        root = Path(tmp)
+        write_output_dir(root, ops, ZERO_TIME_META, None)
+        result = analyse(root, category=CAT, scope=scope, options={"roofline_plot": False})
+        assert not result.internal_error, result.message
+        assert result.status.value == "OK" and conformance_problems(root, CAT) == []
+        metrics = json.loads((root / "category_data" / f"{CAT}_metrics.json").read_text(encoding="utf-8"))
+    assert metrics["total_time_ms"] == 0.0
+    return [op["percent_of_category"] for op in metrics["operations"]]
+
+
+def test_a_category_of_subnormal_time_gets_finite_shares():
+    """Polars divides by the total through its reciprocal, infinite for a subnormal total: 0 × inf was NaN."""
+    for scope in ("standalone", "comparative"):
+        # The subnormal row is all of the category's time, the 0 µs row (repeats dropped) none of it.
+        assert zero_time_run(ZERO_TIME_OPS, scope) == [100.0, 0.0]
+
+
+def test_a_category_of_no_time_gives_every_op_a_share_of_zero():
+    ops = dict(ZERO_TIME_OPS, rows=[ZERO_TIME_ROW, ["other_op"] + ZERO_TIME_ROW[1:]])
+    assert zero_time_run(ops, "standalone") == [0.0, 0.0]

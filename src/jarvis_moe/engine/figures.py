@@ -271,7 +271,7 @@ def _shares_and_variance(lf: pl.LazyFrame, base: pl.DataFrame, options: Options,
         over_100=(pl.col("eff_roofline") > options.efficiency_warn_pct).fill_null(False),
         is_anomaly=(pl.col("eff_roofline") > options.anomaly_pct).fill_null(False),
         time_ms=pl.col("time_us") / 1000.0,
-        pct_category=_known(pl.col("time_us") / total_us * 100.0) if total_us > 0 else pl.lit(0.0),
+        pct_category=_category_share(total_us),
         pct_total=_known(pl.col("time_us") / 1000.0 / e2e * 100.0) if e2e else pl.lit(None, pl.Float64),
     )
     std = _first_float(base, "Kernel Time (µs)_std")
@@ -283,6 +283,20 @@ def _shares_and_variance(lf: pl.LazyFrame, base: pl.DataFrame, options: Options,
         cov=cov,
         high_variance=(cov > options.high_variance_cov).fill_null(False),
     )
+
+
+def _category_share(total_us: float) -> pl.Expr:
+    """Each op's share of the category's time in percent; 0 for every op when the category has no time.
+
+    No time exceeds the total, so the share is finite. Polars divides by a
+    scalar through its reciprocal, and a total below about 1e-308 µs (a
+    subnormal such as 2.2e-313) has none that is finite: 0 × inf made NaN.
+    Such a total and the times are first scaled by 2^600, which is exact.
+    """
+    if total_us <= 0:
+        return pl.lit(0.0)
+    scale = 2.0 ** 600 if total_us < 2.0 ** -900 else 1.0
+    return pl.col("time_us") * scale / (total_us * scale) * 100.0
 
 
 def _with_token_counts(f: pl.DataFrame, src: pl.DataFrame) -> pl.DataFrame:
