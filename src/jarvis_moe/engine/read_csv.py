@@ -31,6 +31,9 @@ from jarvis_moe.errors import ContractError
 from jarvis_moe.infile import open_regular
 from jarvis_moe.safetext import ACTING_PATTERN
 
+# An op name that shows as nothing: only control, bidi and space characters
+# (the characters safetext.plain_text drops or turns into spaces).
+EMPTY_NAME = rf"^(?:{ACTING_PATTERN}|\s)*$"
 ROW = "__row"  # 1-based data row number in the CSV, kept for messages
 # Text cells that tell signatures apart, hashed to find repeated rows.
 HASHED_COLUMNS = ("name", "Input Dims", "ex_UID")
@@ -216,7 +219,7 @@ def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.Data
     """
     # Blank once control and bidi characters are gone (such a name would show
     # as nothing): one anchored test, no copy of the names.
-    empty_name = frame.get_column("name").str.contains(rf"^(?:{ACTING_PATTERN}|\s)*$").fill_null(True)
+    empty_name = frame.get_column("name").str.contains(EMPTY_NAME).fill_null(True)
     if empty_name.any():
         row = frame.filter(empty_name).get_column(ROW)[0]
         raise ContractError(rel, "the op name is empty (or only control characters)", f"row {row}, column 'name'")
