@@ -131,12 +131,12 @@ def skew_record(found: Evidence, calls: int, block: int, noise: float, opts: Opt
     return RoutingEvidence(
         calls=calls, max_over_median=spread, min_over_median=rounded(found.min_over_median, 2), cov=cov,
         flagged=flagged,
-        refused=found.refused, direction=found.direction,  # type: ignore[arg-type]
+        refused=found.refused, direction=found.direction,
         verdict_source="own" if found.refused is None else None, sibling_op_index=None,
         block_rows=block if read else None, implied_passes=_interval(found.passes, 1),
         uniform_passes=_interval(found.uniform_passes), implied_active_experts=_interval(found.experts),
         uniform_active_experts=_interval(found.uniform_experts),
-        bandwidth_tbs=rounded(found.bandwidth_tbs, 2), bandwidth_source=found.bandwidth_source,  # type: ignore[arg-type]
+        bandwidth_tbs=rounded(found.bandwidth_tbs, 2), bandwidth_source=found.bandwidth_source,
         noise_pct=round(noise * 100, 1) if read else None,
         fast_calls_pct=rounded(None if found.fast_share is None else found.fast_share * 100, 1),
         corrected_efficiency_percent=rounded(corrected, 1), over_100_explained=explained,
@@ -202,14 +202,37 @@ def compute_rates(items: Sequence[tuple[Family | None, Shape | None, Mapping[str
     return {key: work / time for key, (work, time) in sums.items()}
 
 
-def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: Sequence[str],
-                dims: Sequence[Sequence[int]] | None, ctx: Context,
-                rates: Mapping[tuple, float] | None = None) -> Reading | None:
-    """The MoE figures of one op, or None when its dtypes leave the bytes unknown."""
+def _format_and_cost(family: Family, shape: Shape, kernels: Sequence[str], dims: Sequence[Sequence[int]] | None,
+                     ) -> tuple[WeightFormat | None, moe_model.Cost | None]:
+    """The expert weights' storage format and the op's byte cost under it (None when the dtypes leave it unknown)."""
     rows, hidden = (shape.gemm_n, shape.gemm_k) if shape.gemm_n else (
         (shape.hidden_dim, shape.inter_dim) if shape.kind == "down" else (shape.up_rows, shape.hidden_dim))
     fmt = weight_format(family, shape.weight_dtype, kernels, dims, shape.num_experts, rows or 0, hidden or 0)
     cost = moe_model.cost_of(shape, fmt.bits if fmt else None, fmt.overhead_bytes_per_weight if fmt else 0.0)
+    return fmt, cost
+
+
+def _padding_time_pct(bound: str | None, waste: float, flops: float, peak_tflops: float | None,
+                      mean_us: float | None) -> float | None:
+    """% of the op's time spent on the padding rows of its expert blocks."""
+    if bound == "compute":
+        return waste  # time at a fixed rate follows the rows issued
+    if peak_tflops and mean_us:
+        padded = flops * waste / max(1e-9, 100.0 - waste)
+        return padded / (peak_tflops * 1e6) / mean_us * 100.0
+    return None
+
+
+def _compute_rate(rates: Mapping[tuple, float], family: Family, shape: Shape) -> float | None:
+    """The measured compute rate for this implementation and weight dtype, by op kind where known."""
+    return rates.get((family.key, shape.weight_dtype, shape.kind), rates.get((family.key, shape.weight_dtype)))
+
+
+def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: Sequence[str],
+                dims: Sequence[Sequence[int]] | None, ctx: Context,
+                rates: Mapping[tuple, float] | None = None) -> Reading | None:
+    """The MoE figures of one op, or None when its dtypes leave the bytes unknown."""
+    fmt, cost = _format_and_cost(family, shape, kernels, dims)
     if cost is None:
         return None
     opts = ctx.options
@@ -224,14 +247,8 @@ def moe_figures(family: Family, shape: Shape, row: Mapping[str, Any], kernels: S
     waste = moe_model.padding_waste_pct(shape, block)
     flops = moe_model.flops(shape)
     mean_us = row["mean_us"]
-    padding_time = None
-    if bound == "compute":
-        padding_time = waste  # time at a fixed rate follows the rows issued
-    elif peak_tflops and mean_us:
-        padded = flops * waste / max(1e-9, 100.0 - waste)
-        padding_time = padded / (peak_tflops * 1e6) / mean_us * 100.0
-    rates = rates or {}
-    compute_rate = rates.get((family.key, shape.weight_dtype, shape.kind), rates.get((family.key, shape.weight_dtype)))
+    padding_time = _padding_time_pct(bound, waste, flops, peak_tflops, mean_us)
+    compute_rate = _compute_rate(rates or {}, family, shape)
     t = _durations(row)
     found = rev.evidence(cost, t, block, memory_bound=bound == "memory", tbs=row.get("tbs"), peak_tbs=ctx.peak_tbs,
                          efficiency=eff, rules=ctx.rules())

@@ -34,6 +34,7 @@ computed, so a sibling stage of the same calls can lend its verdict.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from jarvis_moe.engine import passes as P
 from jarvis_moe.engine.moe_model import Cost, activation_bytes, expected_active_experts, expert_bytes
@@ -58,6 +59,11 @@ class Durations:
     std: float | None
 
 
+Refusal = Literal["compute_bound", "no_timing", "low_bandwidth", "few_calls", "identical_calls", "anomaly"]
+Direction = Literal["fewer_experts", "slow_tail"]
+BandwidthSource = Literal["peak", "slow_calls"]
+
+
 @dataclass(frozen=True)
 class Rules:
     """The thresholds routing is read under (options, see docs/metrics.md)."""
@@ -74,15 +80,15 @@ class Evidence:
     max_over_median: float | None
     min_over_median: float | None
     cov: float | None
-    refused: str | None
-    direction: str | None  # "fewer_experts", "slow_tail" or None
+    refused: Refusal | None
+    direction: Direction | None
     passes: tuple[float, float] | None  # the fastest and the slowest calls
     passes_fast_high: float | None  # the fastest calls given the benefit of the noise
     uniform_passes: tuple[int, int] | None
     experts: tuple[int, int] | None  # what the fastest calls' passes allow, through the block model
     uniform_experts: tuple[int, int] | None
     bandwidth_tbs: float | None
-    bandwidth_source: str | None
+    bandwidth_source: BandwidthSource | None
     fast_share: float | None  # share of calls at the fast end, from the mean
 
 
@@ -91,7 +97,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def refusal(t: Durations, *, memory_bound: bool, tbs: float | None, peak_tbs: float,
-            efficiency: float | None, rules: Rules) -> str | None:
+            efficiency: float | None, rules: Rules) -> Refusal | None:
     """Why this op's own durations are not read as routing, or None when they are."""
     if not memory_bound:
         return "compute_bound"
@@ -138,13 +144,14 @@ def evidence(cost: Cost | None, t: Durations, block: int, *, memory_bound: bool,
     typical = min(float(high_p), mean_p + sd_p)
     slow = _slow_time(t, rules.noise, fixed + mean_p * weights, fixed + typical * weights)
     cap = (fixed + typical * weights) / (slow * 1e6)  # TB/s
-    rate, source = (peak_tbs, "peak") if peak_tbs <= cap else (cap, "slow_calls")
+    source: BandwidthSource = "peak" if peak_tbs <= cap else "slow_calls"
+    rate = peak_tbs if source == "peak" else cap
 
     def implied(us: float) -> float:
         return (us * 1e6 * rate - fixed) / weights
 
     fast, fast_high, slowest = implied(t.min), implied(t.min * (1 + rules.noise)), implied(t.max)
-    direction = None
+    direction: Direction | None = None
     if refused is None:
         if fast_high < low_p:
             direction = "fewer_experts"
