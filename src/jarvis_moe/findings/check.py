@@ -264,24 +264,9 @@ def _check_data_rows(rank: int, unit: list[Token], finding: Mapping[str, Any], l
     return errors
 
 
-def verify_findings(text: str, metrics: Mapping[str, Any]) -> list[str]:
-    """Every way ``text`` breaks the findings contract for ``metrics``; empty when none.
-
-    :param text: the findings markdown.
-    :param metrics: the metrics dict written next to it.
-    :return: one plain-words problem per entry.
-    """
-    md = MarkdownIt("commonmark").enable("table")
-    tokens = md.parse(text)
-    lines = text.split("\n")
-    walk = _Walk(tokens)
-    errors = list(walk.errors)
-    if _ODD_BREAK.search(text):
-        # Line numbers would differ between renderers and the host's checker.
-        errors.append("a line separator other than \\n is in the text")
-    errors += _check_inline_html(tokens)
-    errors += _check_tables(tokens, lines)
-
+def _check_sections(walk: _Walk, text: str, lines: list[str]) -> list[str]:
+    """The two closing sections: each once, last and in order, and no copy of their heading text before them."""
+    errors = []
     names = [name for name, _ in walk.sections]
     if names.count(RECOMMENDATIONS) != 1 or names.count(DETAILED) != 1:
         errors.append("'## Recommendations' and '## Detailed Analysis' must each appear once")
@@ -291,7 +276,12 @@ def verify_findings(text: str, metrics: Mapping[str, Any]) -> list[str]:
         if name in (RECOMMENDATIONS, DETAILED) and text.find(f"## {name}") != sum(
                 len(x) + 1 for x in lines[: line - 1]):
             errors.append(f"the text '## {name}' appears before its heading")
+    return errors
 
+
+def _check_structure_marks(tokens: list[Token], text: str, lines: list[str]) -> list[str]:
+    """Comment markers and heading-like lines that trace text could have forged."""
+    errors = []
     markers = sum(1 for t in tokens if t.type == "html_block")
     if not text.count("<!--") == text.count("-->") == markers:
         errors.append(f"{text.count('<!--')} comment openings and {text.count('-->')} closings for "
@@ -299,7 +289,12 @@ def verify_findings(text: str, metrics: Mapping[str, Any]) -> list[str]:
     headings = sum(1 for t in tokens if t.type == "heading_open")
     if sum(1 for line in lines if _ATX_LINE.match(line)) != headings:
         errors.append("a line starts like a heading but is not one")
+    return errors
 
+
+def _check_findings(walk: _Walk, tokens: list[Token], lines: list[str], metrics: Mapping[str, Any]) -> list[str]:
+    """The cards and reasoning blocks against the metrics' findings: one of each per finding, in rank order."""
+    errors = []
     findings = [f for f in metrics.get("category_findings") or [] if isinstance(f, Mapping)]
     if metrics.get("status") != "OK":
         findings_expected: list[Mapping[str, Any]] = []
@@ -324,6 +319,29 @@ def verify_findings(text: str, metrics: Mapping[str, Any]) -> list[str]:
     ends = sum(1 for t in tokens if t.type == "html_block" and _END.fullmatch(t.content.strip()))
     if ends != 2 * len(findings_expected):
         errors.append(f"{ends} impact-end markers for {len(findings_expected)} findings")
+    return errors
+
+
+def verify_findings(text: str, metrics: Mapping[str, Any]) -> list[str]:
+    """Every way ``text`` breaks the findings contract for ``metrics``; empty when none.
+
+    :param text: the findings markdown.
+    :param metrics: the metrics dict written next to it.
+    :return: one plain-words problem per entry.
+    """
+    md = MarkdownIt("commonmark").enable("table")
+    tokens = md.parse(text)
+    lines = text.split("\n")
+    walk = _Walk(tokens)
+    errors = list(walk.errors)
+    if _ODD_BREAK.search(text):
+        # Line numbers would differ between renderers and the host's checker.
+        errors.append("a line separator other than \\n is in the text")
+    errors += _check_inline_html(tokens)
+    errors += _check_tables(tokens, lines)
+    errors += _check_sections(walk, text, lines)
+    errors += _check_structure_marks(tokens, text, lines)
+    errors += _check_findings(walk, tokens, lines, metrics)
     return errors
 
 
