@@ -161,3 +161,14 @@ def test_no_module_reads_an_option_outside_the_model():
     found = [hit for path in sorted(SRC.rglob("*.py")) if not path.is_relative_to(SRC / "host")
              for hit in _option_reads(path)]
     assert found == []
+
+
+@pytest.mark.parametrize("warn_pct, expected", [
+    (100.0, []),  # the fixture's op reads 48.77 % of roofline (its Pct Roofline column): below 100, no warning
+    (40.0, ["48.77% of roofline is above 40%: check the peak or the perf model"]),
+])
+def test_the_efficiency_warning_names_the_configured_threshold(fixture_copy, warn_pct, expected):
+    out = fixture_copy(SYNTHETIC)
+    analyse(out, category="moe_fused", options={"efficiency_warn_pct": warn_pct})
+    (op,) = read_metrics(out, "moe_fused")["operations"]
+    assert [w for w in op["warnings"] if "of roofline is above" in w] == expected

@@ -87,7 +87,8 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Options
                   platform=meta.platform)
     max_chain = options.max_call_chain_ops
     items = prepare(report_rows(figures, inputs.frame, listed))
-    operations = [operation(item, moe, scope=scope, with_call_chain=pos < max_chain)
+    operations = [operation(item, moe, scope=scope, with_call_chain=pos < max_chain,
+                            warn_pct=options.efficiency_warn_pct)
                   for pos, (item, moe) in enumerate(zip(items, listed_moe(items, ctx)))]
 
     # Records only for the estimates the JSON shows: a 100 000-row input has

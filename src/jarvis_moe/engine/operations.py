@@ -106,13 +106,14 @@ def listed_moe(items: list[Listed], ctx: Context) -> list[MoeFigures | None]:
     ])
 
 
-def operation(item: Listed, moe: MoeFigures | None, *, scope: str, with_call_chain: bool) -> Operation:
-    """The typed record of one listed op."""
+def operation(item: Listed, moe: MoeFigures | None, *, scope: str, with_call_chain: bool,
+              warn_pct: float) -> Operation:
+    """The typed record of one listed op; ``warn_pct`` is the efficiency (% of roofline) warned above."""
     row = item.row
     kernels = _kernels(row)
     kernel_name, kernel_trunc = trace_text.kernel_name_display(kernels)
     chain = trace_text.module_chain(item.call_stack)
-    coded = op_warnings(item, scope, moe)
+    coded = op_warnings(item, scope, moe, warn_pct)
     warnings = [text for _, text in coded]
     op = Operation(
         name=row["name"], display_name=trace_text.display_text(row["name"]), count=int(row["count"]),
@@ -151,7 +152,7 @@ def operation(item: Listed, moe: MoeFigures | None, *, scope: str, with_call_cha
     return op
 
 
-def op_warnings(item: Listed, scope: str, moe: Any) -> list[tuple[WarningCode, str]]:
+def op_warnings(item: Listed, scope: str, moe: Any, warn_pct: float) -> list[tuple[WarningCode, str]]:
     """The op's warnings with their codes, each a sentence that stands on its own."""
     row = item.row
     out = []
@@ -182,7 +183,7 @@ def op_warnings(item: Listed, scope: str, moe: Any) -> list[tuple[WarningCode, s
             out.append((WarningCode.ANOMALY, f"{eff:.2f}% of roofline is not physically possible and no routing explains it: the "
                        f"measurement or the peak is wrong{kept_out}"))
         else:
-            out.append((WarningCode.OVER_100, f"{eff:.2f}% of roofline is above 100%: check the peak or the perf model"))
+            out.append((WarningCode.OVER_100, f"{eff:.2f}% of roofline is above {warn_pct:g}%: check the peak or the perf model"))
     if scope == COMPARATIVE and row["clamped"]:
         out.append((WarningCode.TRACE2_CLAMPED, f"trace-2 time would put the op below its trace-1 roofline efficiency; "
                    f"efficiency floored at {eff:.2f}%"))
