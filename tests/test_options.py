@@ -172,3 +172,23 @@ def test_the_efficiency_warning_names_the_configured_threshold(fixture_copy, war
     analyse(out, category="moe_fused", options={"efficiency_warn_pct": warn_pct})
     (op,) = read_metrics(out, "moe_fused")["operations"]
     assert [w for w in op["warnings"] if "of roofline is above" in w] == expected
+
+
+@pytest.mark.parametrize(("line", "code", "expected"), [
+    # docs/bad-input.md, "Option values": one case per row, with the exit code the row states.
+    ("skew_cov = nan", 2, "option skew_cov: got nan; allowed: a finite number, at least 0 and at most 1000"),
+    ("max_finding_members = -1", 2, "option max_finding_members: got -1; allowed: an integer, at least 1"),
+    ("significance_band_low_pct = 50.0\nsignificance_band_high_pct = 30.0", 2,
+     "options: significance_band_low_pct (50) must be below significance_band_high_pct (30)"),
+    ("max_table_op = 5", 4, "max_table_op: unknown option (did you mean max_table_ops?)"),
+    ("max_finding_members = 1" + "0" * 30, 2, "option max_finding_members: got 1" + "0" * 30 + "; allowed"),
+    ("anomaly_pct = 1" + "0" * 400, 4, "is too large for a number"),
+])
+def test_each_documented_bad_option_value_has_its_exit_code(fixture_copy, tmp_path, line, code, expected):
+    out = fixture_copy(SYNTHETIC)
+    config = tmp_path / "jarvis.toml"
+    config.write_text(f"[categories.moe_fused.options]\n{line}\nroofline_plot = false\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "jarvis_moe", "--output-dir", str(out), "--config", str(config)],
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, "Traceback" in done.stderr + done.stdout) == (code, False)
+    assert expected in done.stderr + done.stdout
