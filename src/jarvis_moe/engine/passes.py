@@ -116,17 +116,36 @@ def _poisson_distribution(experts: int, topk: int, tokens: int) -> tuple[tuple[i
     return tuple(sorted((j, p / mass) for j, p in out))
 
 
+# exp() of an exponent below about -745.1 is 0.0; the computed log-masses are
+# off by far less than the margin to this cut, so every mass beyond it is 0.0.
+_LOG_ZERO = -800.0
+
+
 def _one_expert(tokens: int, prob: float, block: int) -> list[float]:
-    """P(ceil(n / B) = j), j = 0..ceil(M / B), for n ~ Binomial(M, p): one expert's passes."""
+    """P(ceil(n / B) = j), j = 0..ceil(M / B), for n ~ Binomial(M, p): one expert's passes.
+
+    Only the counts n whose mass is not 0.0 are visited: the log-mass is
+    concave in n, so walking out from the mode until it falls below
+    ``_LOG_ZERO`` bounds them (a few hundred counts at 50 000 tokens). The
+    masses are added in increasing n as over every count, so the sums are the same.
+    """
     out = [0.0] * (-(-tokens // block) + 1)
-    log_p, log_q = math.log(prob), math.log1p(-prob) if prob < 1 else -math.inf
-    for n in range(tokens + 1):
-        if prob >= 1:
-            mass = 1.0 if n == tokens else 0.0
-        else:
-            mass = math.exp(math.lgamma(tokens + 1) - math.lgamma(n + 1) - math.lgamma(tokens - n + 1)
-                            + n * log_p + (tokens - n) * log_q)
-        out[-(-n // block)] += mass
+    if prob >= 1:
+        out[-1] = 1.0
+        return out
+    log_p, log_q, log_m = math.log(prob), math.log1p(-prob), math.lgamma(tokens + 1)
+
+    def log_mass(n: int) -> float:
+        return log_m - math.lgamma(n + 1) - math.lgamma(tokens - n + 1) + n * log_p + (tokens - n) * log_q
+
+    mode = min(tokens, int((tokens + 1) * prob))
+    low, high = mode, mode
+    while low > 0 and log_mass(low - 1) >= _LOG_ZERO:
+        low -= 1
+    while high < tokens and log_mass(high + 1) >= _LOG_ZERO:
+        high += 1
+    for n in range(low, high + 1):
+        out[-(-n // block)] += math.exp(log_mass(n))
     return out
 
 
@@ -137,17 +156,17 @@ def pass_distribution(experts: int, topk: int, tokens: int, block: int) -> tuple
     When B ≥ M no expert fills more than one block, so passes are active
     experts (exact). Otherwise each expert's rows are Binomial(M, k/E),
     taken as independent (exact marginals; the spread errs slightly wide).
+    The convolution skips the pass counts of probability 0.0, which add nothing.
     """
     if block >= tokens:
         return active_distribution(experts, topk, tokens)
-    one = _one_expert(tokens, topk / experts, block)
+    one = [(r, q) for r, q in enumerate(_one_expert(tokens, topk / experts, block)) if q]
     dist = {0: 1.0}
     for _ in range(experts):
         new: dict[int, float] = {}
         for j, p in dist.items():
-            for r, q in enumerate(one):
-                if q:
-                    new[j + r] = new.get(j + r, 0.0) + p * q
+            for r, q in one:
+                new[j + r] = new.get(j + r, 0.0) + p * q
         top = max(new.values())
         dist = {j: p for j, p in new.items() if p >= _PRUNE * top}
     mass = sum(dist.values())
