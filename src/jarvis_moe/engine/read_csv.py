@@ -217,14 +217,25 @@ def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.Data
     negative. Blank cells are missing, not bad (except in the time sum,
     which every row needs).
     """
-    # Blank once control and bidi characters are gone (such a name would show
-    # as nothing): one anchored test, no copy of the names.
+    _refuse_empty_names(frame, rel)
+    present = [c for c in FLOAT_COLUMNS if c in frame.columns]
+    numbers, filled = _parse_numbers(frame, present)
+    numbers = _blank_bad_cells(frame, numbers, present, filled, rel, warnings)
+    # -0 + 0.0 is 0.0: a "-0" cell is printed and stored as 0.
+    return frame.with_columns(numbers.select(pl.all() + 0.0).get_columns())
+
+
+def _refuse_empty_names(frame: pl.DataFrame, rel: str) -> None:
+    """Blank once control and bidi characters are gone (such a name would show
+    as nothing): one anchored test, no copy of the names."""
     empty_name = frame.get_column("name").str.contains(EMPTY_NAME).fill_null(True)
     if empty_name.any():
         row = frame.filter(empty_name).get_column(ROW)[0]
         raise ContractError(rel, "the op name is empty (or only control characters)", f"row {row}, column 'name'")
 
-    present = [c for c in FLOAT_COLUMNS if c in frame.columns]
+
+def _parse_numbers(frame: pl.DataFrame, present: list[str]) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
+    """The number columns as Float64, and per column that needed it, which cells held text at all."""
     # Columns the reader parsed already are Float64: the cast is a no-op.
     numbers = frame.select(pl.col(c).cast(pl.Float64, strict=False) for c in present)
     # A cast leaves a cell null when it is null or not a plain number. Where
@@ -233,28 +244,35 @@ def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.Data
     text_nulls = frame.select(present).null_count().row(0)
     number_nulls = numbers.null_count().row(0)
     unparsed = [c for c, t, n in zip(present, text_nulls, number_nulls) if n > t]
-    filled = {}
+    filled: dict[str, pl.Series] = {}
     if unparsed:
         stripped = frame.select(pl.col(c).str.strip_chars() for c in unparsed)
         numbers = numbers.with_columns(stripped.select(pl.all().cast(pl.Float64, strict=False)).get_columns())
         filled = {c: stripped.get_column(c).fill_null("").ne("") for c in unparsed}
+    return numbers, filled
 
-    def bad(col: str) -> pl.Expr:
-        value = pl.col(col)
-        out = ~value.is_finite() | (value.abs() > MAX_NUMBER)
-        if col in NON_NEGATIVE_COLUMNS:
-            out = out | (value < 0)
-        if col == "operation_count":  # a signature in a trace ran at least once
-            out = out | (value < 1)
-        out = out.fill_null(False)
-        if col == TIME_SUM:
-            return out | value.is_null()
-        if col in filled:
-            return out | (value.is_null() & pl.lit(filled[col]))
-        return out
 
-    counts = numbers.select(bad(c).sum().alias(c) for c in present).row(0, named=True)
-    masks = numbers.select(bad(c).alias(c) for c in present if counts[c])
+def _bad(col: str, filled: dict[str, pl.Series]) -> pl.Expr:
+    """Which cells of ``col`` are not usable numbers."""
+    value = pl.col(col)
+    out = ~value.is_finite() | (value.abs() > MAX_NUMBER)
+    if col in NON_NEGATIVE_COLUMNS:
+        out = out | (value < 0)
+    if col == "operation_count":  # a signature in a trace ran at least once
+        out = out | (value < 1)
+    out = out.fill_null(False)
+    if col == TIME_SUM:
+        return out | value.is_null()
+    if col in filled:
+        return out | (value.is_null() & pl.lit(filled[col]))
+    return out
+
+
+def _blank_bad_cells(frame: pl.DataFrame, numbers: pl.DataFrame, present: list[str],
+                     filled: dict[str, pl.Series], rel: str, warnings: list[str]) -> pl.DataFrame:
+    """Fail on a bad time sum; blank other bad cells with one warning per column."""
+    counts = numbers.select(_bad(c, filled).sum().alias(c) for c in present).row(0, named=True)
+    masks = numbers.select(_bad(c, filled).alias(c) for c in present if counts[c])
     blanked = []
     for col in present:
         n_bad = int(counts[col])
@@ -280,8 +298,7 @@ def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.Data
         numbers = numbers.with_columns(
             pl.when(masks.get_column(c)).then(None).otherwise(pl.col(c)).alias(c) for c in blanked
         )
-    # -0 + 0.0 is 0.0: a "-0" cell is printed and stored as 0.
-    return frame.with_columns(numbers.select(pl.all() + 0.0).get_columns())
+    return numbers
 
 
 def _drop_duplicate_rows(frame: pl.DataFrame, warnings: list[str]) -> pl.DataFrame:
