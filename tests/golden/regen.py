@@ -4,7 +4,8 @@ For each folder of ``tests/fixtures`` and each MoE category, the category
 runs with the plugin's default options on a temporary copy of the folder, in
 the scope its ``category_manifest.json`` records, and every output it writes
 is stored under ``tests/golden/<fixture>/`` (the replay script is left out:
-it is the package's own script, copied byte for byte). ``tests/test_golden.py``
+it is the output of ``jarvis_moe.replay.build``, the same for every run and
+pinned by ``tests/test_replay_build.py``). ``tests/test_golden.py``
 runs the same and compares byte for byte.
 
 Run it after a change that alters the outputs on purpose, and read the diff
@@ -24,7 +25,7 @@ TESTS = Path(__file__).resolve().parents[1]
 FIXTURES = TESTS / "fixtures"
 GOLDEN = TESTS / "golden"
 CATEGORIES = ("moe_fused", "moe_unfused")
-# Outputs not pinned: the replay script is a verbatim copy of a package file.
+# Outputs not pinned here: the replay script is the build's output, pinned by its own test.
 UNPINNED_SUFFIXES = ("_replay.py",)
 
 
