@@ -203,6 +203,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return exits.run_quietly(lambda: _main(argv), "jarvis")
 
 
+def console_main() -> NoReturn:
+    """The ``jarvis`` console script: :func:`main` as a whole process (:func:`~jarvis_host.exits.run_process`)."""
+    exits.run_process(main)
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -217,4 +222,4 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

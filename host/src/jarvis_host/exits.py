@@ -16,9 +16,10 @@ usage errors, the shell for signals):
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 OK = 0
 INTERNAL_ERROR = 1
@@ -52,3 +53,25 @@ def run_quietly(command: Callable[[], int], prog: str) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return BROKEN_PIPE
+
+
+def run_process(main: Callable[[], int]) -> NoReturn:
+    """Run ``main`` as the whole of a short process and exit with its code.
+
+    A command's objects are mostly the modules its plugins import (polars,
+    pydantic and the like), and they live until the process ends. The cyclic
+    collector would walk them again and again while they are imported, and
+    once more while the interpreter shuts down: about a fifth of a default
+    ``jarvis run``. A run makes next to no cyclic garbage (about two thousand
+    objects at 100 000 signatures, whatever the row count; reference
+    counting frees the rest), so the collector is off for the command and
+    what is left is frozen before the interpreter exits, which then skips it.
+
+    :param main: the command, reading its arguments from ``sys.argv``.
+    """
+    gc.disable()
+    try:
+        code = main()
+    finally:
+        gc.freeze()
+    sys.exit(code)
