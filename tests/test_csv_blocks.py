@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from csvbuild import write_output_dir
-from jarvis_moe.engine import cells
+from jarvis_moe.engine import cells, read_csv
 from jarvis_moe.engine.contract import CategoryPaths
 from jarvis_moe.engine.csv_blocks import _record_end, read_blocks, record_blocks
 from jarvis_moe.engine.load import load_inputs
@@ -50,7 +50,9 @@ def test_blocks_read_the_same_rows_as_one_read(tmp_path, rows, block):
     _write(path, rows)
     schema = {"column_1": pl.String, "column_2": pl.Categorical, "column_3": pl.String}
     whole = pl.read_csv(path, schema=schema, **OPTIONS)
-    assert b"".join(record_blocks(path, b"\n", block)) == path.read_bytes()
+    blocks = list(record_blocks(path, b"\n", block))
+    assert b"".join(data for data, _ in blocks) == path.read_bytes()
+    assert not any(unclosed for _, unclosed in blocks)  # every quote the csv module writes is closed
     parts = read_blocks(path, schema, OPTIONS, block_bytes=block)
     assert parts.to_dicts() == whole.to_dicts()
     assert parts.schema == whole.schema
@@ -105,3 +107,26 @@ def test_rows_differing_only_in_their_kernel_durations_are_not_repeats(tmp_path)
     assert inputs.frame.get_column("__row").to_list() == [1, 2]
     assert inputs.frame.get_column("kernel_details_summary").to_list() == ["[{'name': 'k'}]"] * 2
     assert cells.DETAILS_HASH not in inputs.frame.columns
+
+
+blank_or_not = st.sampled_from(["", " ", "\t", "x", " y "])
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.lists(st.tuples(st.one_of(st.none(), st.floats(0, 9)), st.one_of(st.none(), blank_or_not),
+                               st.one_of(st.none(), blank_or_not)), min_size=1, max_size=12),
+       text_time=st.booleans())
+def test_blank_records_are_those_whose_every_cell_is_blank(rows, text_time):
+    # Only rows with a blank time sum are read cell by cell; the result must be that of reading every cell.
+    times = [None if t is None else (f" {t} " if text_time else t) for t, _, _ in rows]
+    frame = pl.DataFrame({"t": times, "a": [a for _, a, _ in rows], "b": [b for _, _, b in rows]},
+                         schema={"t": pl.String if text_time else pl.Float64, "a": pl.Categorical, "b": pl.String})
+    frame = frame.with_row_index("__row", 1)
+    kept = read_csv._skip_blank_records(frame, "t")
+
+    def blank(cell: object) -> bool:
+        return cell is None or (isinstance(cell, str) and not cell.strip())
+
+    expected = [r for r in frame.drop("__row").rows() if not all(blank(c) for c in r)]
+    assert kept.drop("__row").rows() == expected
+    assert kept.get_column("__row").to_list() == list(range(1, len(expected) + 1))

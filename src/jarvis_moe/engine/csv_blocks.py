@@ -2,11 +2,12 @@
 
 A record ends at a line end outside quotes. With the quoting of RFC 4180 (a
 quote inside a quoted cell is doubled) a line end is outside quotes when an
-even number of quote characters precede it, so the file is cut after the
-last such line end of each block and the rest carried into the next one.
-Each block is parsed by the reader on its own, its row numbers continuing
-those of the blocks before it; the parts are concatenated. Memory is the
-parsed columns plus about two blocks, not the whole file.
+even number of quote characters precede it, so each block read is cut after
+its last such line end and the file is read on from there. Each block is
+parsed by the reader on its own, its row numbers continuing those of the
+blocks before it; the parts are concatenated. The next block is read while
+the reader parses this one. Memory is the parsed columns plus a few blocks,
+not the whole file.
 
 A quote that is never closed leaves an odd count at the end of the file:
 the last block then holds it, and is read with every text column as plain
@@ -17,7 +18,8 @@ would take it in).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, TypeVar
 
 import polars as pl
 
@@ -25,6 +27,7 @@ from jarvis_moe.engine.contract import MAX_CSV_BYTES
 from jarvis_moe.infile import open_regular
 
 BLOCK_BYTES = 8 << 20
+T = TypeVar("T")
 QUOTE = b'"'
 
 
@@ -42,23 +45,41 @@ def _record_end(data: bytes | bytearray, eol: bytes) -> int:
     return 0
 
 
-def record_blocks(path: Path, eol: bytes, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
-    """The bytes of ``path`` in blocks that each end at a record's end (the last: at the file's end)."""
-    carry = b""
+def record_blocks(path: Path, eol: bytes, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[bytes, bool]]:
+    """The bytes of ``path`` in blocks that each end at a record's end (the last: at the file's end).
+
+    Each block comes with whether it leaves a quote open, which only the last
+    one can. A block is read, cut after its last record, and the file is
+    read on from the cut, so every byte is read and its quotes counted about
+    once; a record longer than a block is read in a block twice as long.
+    """
+    size = block_bytes
     with open_regular(path, MAX_CSV_BYTES) as fh:
-        while chunk := fh.read(block_bytes):
-            data = carry + chunk if carry else chunk
+        while data := fh.read(size):
+            if len(data) < size:  # the end of the file
+                yield data, data.count(QUOTE) % 2 == 1
+                return
             cut = _record_end(data, eol)
-            if cut == len(data):
-                yield data
-                carry = b""
-            elif cut:
-                yield data[:cut]
-                carry = data[cut:]
-            else:
-                carry = data
-    if carry:
-        yield carry
+            fh.seek(cut - len(data), 1)
+            if not cut:
+                size *= 2
+                continue
+            size = block_bytes
+            yield (data if cut == len(data) else data[:cut]), False
+
+
+def _read_ahead(blocks: Iterator[T]) -> Iterator[T]:
+    """The items of ``blocks``, the next one read by a second thread while the caller parses this one.
+
+    The reader parses without holding the interpreter lock, so reading and
+    counting quotes of the next block overlap its work. An error of the
+    reading thread is raised here, where the block would have come.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(next, blocks, None)
+        while (item := ahead.result()) is not None:
+            ahead = pool.submit(next, blocks, None)
+            yield item
 
 
 def read_blocks(path: Path, schema: dict[str, Any], options: dict[str, Any], eol: str = "\n",
@@ -74,8 +95,7 @@ def read_blocks(path: Path, schema: dict[str, Any], options: dict[str, Any], eol
     plain = {name: pl.String if dtype == pl.Categorical else dtype for name, dtype in schema.items()}
     parts = []
     rows = 0
-    for block in record_blocks(path, eol.encode(), block_bytes):
-        unclosed = block.count(QUOTE) % 2 == 1
+    for block, unclosed in _read_ahead(record_blocks(path, eol.encode(), block_bytes)):
         part = pl.read_csv(
             block, schema=plain if unclosed else schema,
             **{**options, "skip_rows": options.get("skip_rows", 0) if not parts else 0,

@@ -96,7 +96,8 @@ def _read_frame(
             frame = read_blocks(path, text_schema, options, eol, cut)
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         raise ContractError(rel, _describe_unreadable(path, exc)) from None
-    frame = _skip_blank_records(frame)
+    time_sum = next(names[i] for i, name in selected.items() if name == TIME_SUM)
+    frame = _skip_blank_records(frame, time_sum)
     extra = frame.get_column(beyond).is_not_null()
     if extra.any():
         row = frame.filter(extra).get_column(ROW)[0]
@@ -109,20 +110,30 @@ def _read_frame(
     return frame.drop(beyond).rename({names[i]: name for i, name in selected.items()})
 
 
-def _skip_blank_records(frame: pl.DataFrame) -> pl.DataFrame:
+def _skip_blank_records(frame: pl.DataFrame, first: str) -> pl.DataFrame:
     """Drop records whose every cell is empty or blank (blank lines), numbering the rest 1, 2, ...
 
     A blank line is not a record: it neither fails the file nor counts in the
-    row numbers of messages.
+    row numbers of messages. Only rows whose ``first`` cell (a short one every
+    record needs) is blank are candidates; the other cells are read for those
+    rows only, so a file without blank lines pays for one short column.
     """
-    cells = [c for c in frame.columns if c not in (ROW, DETAILS_HASH)]
-    empty = [pl.col(c).is_null() if frame.schema[c].is_numeric()
-             else pl.col(c).cast(pl.String).str.strip_chars().fill_null("") == "" for c in cells]
-    blank = frame.select(pl.all_horizontal(empty).alias("blank")).get_column("blank")
-    if not blank.any():
+    candidates = frame.select(_blank(frame, first)).to_series().arg_true()
+    if candidates.is_empty():
         return frame
-    kept = frame.filter(~blank)
+    cells = [c for c in frame.columns if c not in (ROW, DETAILS_HASH)]
+    blank = frame[candidates].filter(pl.all_horizontal(_blank(frame, c) for c in cells)).get_column(ROW)
+    if blank.is_empty():
+        return frame
+    kept = frame.filter(~pl.col(ROW).is_in(blank.implode()))
     return kept.with_columns(pl.int_range(1, kept.height + 1, dtype=frame.schema[ROW]).alias(ROW))
+
+
+def _blank(frame: pl.DataFrame, col: str) -> pl.Expr:
+    """Whether each cell of ``col`` is empty or only white space."""
+    if frame.schema[col].is_numeric():
+        return pl.col(col).is_null()
+    return pl.col(col).cast(pl.String).str.strip_chars().fill_null("") == ""
 
 
 def _warn_if_truncated(path: Path, rel: str, width: int, rows: int, warnings: list[str]) -> None:
