@@ -44,15 +44,17 @@ def test_the_record_end_is_the_last_line_end_outside_quotes():
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.lists(cell_text, min_size=3, max_size=3), min_size=1, max_size=30),
-       block=st.integers(1, 64))
-def test_blocks_read_the_same_rows_as_one_read(tmp_path, rows, block):
+       block=st.integers(1, 64), tail=st.integers(1, 80))
+def test_blocks_read_the_same_rows_as_one_read(tmp_path, rows, block, tail):
     path = tmp_path / "t.csv"
     _write(path, rows)
     schema = {"column_1": pl.String, "column_2": pl.Categorical, "column_3": pl.String}
     whole = pl.read_csv(path, schema=schema, **OPTIONS)
-    blocks = list(record_blocks(path, b"\n", block))
+    blocks = list(record_blocks(path, b"\n", block, tail))
     assert b"".join(data for data, _ in blocks) == path.read_bytes()
     assert not any(unclosed for _, unclosed in blocks)  # every quote the csv module writes is closed
+    # Every block but the last ends with a line end outside quotes (after an even number of them).
+    assert all(data.endswith(b"\n") and data.count(b'"') % 2 == 0 for data, _ in blocks[:-1])
     parts = read_blocks(path, schema, OPTIONS, block_bytes=block)
     assert parts.to_dicts() == whole.to_dicts()
     assert parts.schema == whole.schema

@@ -17,8 +17,9 @@ would take it in).
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 import polars as pl
@@ -27,6 +28,7 @@ from jarvis_moe.engine.contract import MAX_CSV_BYTES
 from jarvis_moe.infile import open_regular
 
 BLOCK_BYTES = 8 << 20
+TAIL_BYTES = 64 << 10  # where a block's last line end is looked for
 T = TypeVar("T")
 QUOTE = b'"'
 
@@ -45,27 +47,54 @@ def _record_end(data: bytes | bytearray, eol: bytes) -> int:
     return 0
 
 
-def record_blocks(path: Path, eol: bytes, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[bytes, bool]]:
+def record_blocks(path: Path, eol: bytes, block_bytes: int = BLOCK_BYTES,
+                  tail_bytes: int = TAIL_BYTES) -> Iterator[tuple[bytes, bool]]:
     """The bytes of ``path`` in blocks that each end at a record's end (the last: at the file's end).
 
     Each block comes with whether it leaves a quote open, which only the last
-    one can. A block is read, cut after its last record, and the file is
-    read on from the cut, so every byte is read and its quotes counted about
-    once; a record longer than a block is read in a block twice as long.
+    one can. Blocks are read at their offsets, each about ``block_bytes``
+    long; a record longer than that is read in a block twice as long. The
+    file is read up to the size it had when it was opened.
     """
-    size = block_bytes
     with open_regular(path, MAX_CSV_BYTES) as fh:
-        while data := fh.read(size):
-            if len(data) < size:  # the end of the file
-                yield data, data.count(QUOTE) % 2 == 1
-                return
-            cut = _record_end(data, eol)
-            fh.seek(cut - len(data), 1)
-            if not cut:
+        fd = fh.fileno()
+        end = os.fstat(fd).st_size
+        start, size = 0, block_bytes
+        while start < end:
+            data = _block_at(fd, (start, size, end), eol, tail_bytes)
+            if data is None:  # no record ends within ``size`` bytes
                 size *= 2
                 continue
+            if not data:  # the file shrank while it was read
+                return
+            start += len(data)
             size = block_bytes
-            yield (data if cut == len(data) else data[:cut]), False
+            yield data, start >= end and data.count(QUOTE) % 2 == 1
+
+
+def _block_at(fd: int, span: tuple[int, int, int], eol: bytes, tail_bytes: int) -> bytes | None:
+    """The records that start at ``start`` and end within ``size`` bytes (or the rest of the file).
+
+    ``span`` is (start, size, end of the file). The cut is guessed from the
+    block's last ``tail_bytes`` (the last line end) and
+    the block read up to it; when an even number of quotes precede the guess,
+    it is a record's end, as it almost always is. Otherwise the block is cut
+    after its last line end that is one. Every byte is read once and its
+    quotes counted once. None when no record ends within ``size`` bytes.
+    """
+    start, size, end = span
+    if start + size >= end:
+        return os.pread(fd, end - start, start)
+    tail = os.pread(fd, min(tail_bytes, size), start + size - min(tail_bytes, size))
+    last = tail.rfind(eol)
+    if last >= 0:
+        data = os.pread(fd, start + size - len(tail) + last + len(eol) - start, start)
+        if data.count(QUOTE) % 2 == 0:
+            return data
+    else:
+        data = os.pread(fd, size, start)
+    cut = _record_end(data, eol)
+    return data[:cut] if cut else None
 
 
 def _read_ahead(blocks: Iterator[T]) -> Iterator[T]:
