@@ -5,9 +5,9 @@ quote inside a quoted cell is doubled) a line end is outside quotes when an
 even number of quote characters precede it, so each block read is cut after
 its last such line end and the file is read on from there. Each block is
 parsed by the reader on its own, its row numbers continuing those of the
-blocks before it; the parts are concatenated. The next block is read while
-the reader parses this one. Memory is the parsed columns plus a few blocks,
-not the whole file.
+blocks before it; the parts are concatenated. Blocks are parsed on several
+threads while the next ones are read. Memory is the parsed columns plus a
+few blocks per thread, not the whole file.
 
 A quote that is never closed leaves an odd count at the end of the file:
 the last block then holds it, and is read with every text column as plain
@@ -18,9 +18,10 @@ would take it in).
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator
 
 import polars as pl
 
@@ -28,8 +29,8 @@ from jarvis_moe.engine.contract import MAX_CSV_BYTES
 from jarvis_moe.infile import open_regular
 
 BLOCK_BYTES = 8 << 20
+MERGED_PARTS = 32  # parsed blocks copied into one piece (about 100 000 rows)
 TAIL_BYTES = 64 << 10  # where a block's last line end is looked for
-T = TypeVar("T")
 QUOTE = b'"'
 
 
@@ -97,41 +98,72 @@ def _block_at(fd: int, span: tuple[int, int, int], eol: bytes, tail_bytes: int) 
     return data[:cut] if cut else None
 
 
-def _read_ahead(blocks: Iterator[T]) -> Iterator[T]:
-    """The items of ``blocks``, the next one read by a second thread while the caller parses this one.
-
-    The reader parses without holding the interpreter lock, so reading and
-    counting quotes of the next block overlap its work. An error of the
-    reading thread is raised here, where the block would have come.
-    """
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        ahead = pool.submit(next, blocks, None)
-        while (item := ahead.result()) is not None:
-            ahead = pool.submit(next, blocks, None)
-            yield item
-
-
 def read_blocks(path: Path, schema: dict[str, Any], options: dict[str, Any], eol: str = "\n",
                 per_block: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
                 block_bytes: int = BLOCK_BYTES) -> pl.DataFrame:
     """``polars.read_csv(path, schema=schema, **options)``, block by block.
 
     ``options`` are the reader's; ``skip_rows`` applies to the first block
-    only and ``row_index_offset`` continues across blocks. ``per_block``
-    transforms each block's rows as they are read (a long cell cut to what
-    is used of it never lives in memory whole for the whole file).
+    only, and the row index (``row_index_name``, ``row_index_offset``) runs
+    over the whole file. ``per_block`` transforms each block's rows as they
+    are read (a long cell cut to what is used of it never lives in memory
+    whole for the whole file).
+
+    Blocks are parsed by as many threads as polars has (the reader runs
+    without the interpreter lock, and parses one block on one thread) while
+    this thread reads the next ones; at most one block per thread waits.
     """
-    plain = {name: pl.String if dtype == pl.Categorical else dtype for name, dtype in schema.items()}
-    parts = []
-    rows = 0
-    for block, unclosed in _read_ahead(record_blocks(path, eol.encode(), block_bytes)):
-        part = pl.read_csv(
-            block, schema=plain if unclosed else schema,
-            **{**options, "skip_rows": options.get("skip_rows", 0) if not parts else 0,
-               "row_index_offset": options.get("row_index_offset", 0) + rows},
-        )
-        if unclosed:
-            part = part.cast({c: t for c, t in schema.items() if c in part.columns and t == pl.Categorical})
-        rows += part.height
-        parts.append(per_block(part) if per_block else part)
-    return pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
+    row_index = options.get("row_index_name")
+    block_options = {k: v for k, v in options.items() if k not in ("row_index_name", "row_index_offset")}
+    workers = max(1, pl.thread_pool_size())
+    pieces = _Pieces()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future[pl.DataFrame]] = deque()
+        for index, (block, unclosed) in enumerate(record_blocks(path, eol.encode(), block_bytes)):
+            skip = options.get("skip_rows", 0) if index == 0 else 0
+            pending.append(pool.submit(_parse_block, block, unclosed, schema,
+                                       {**block_options, "skip_rows": skip}, per_block))
+            if len(pending) > workers:
+                pieces.add(pending.popleft().result())
+        for future in pending:
+            pieces.add(future.result())
+    frame = pieces.frame()
+    return frame.with_row_index(row_index, options.get("row_index_offset", 0)) if row_index else frame
+
+
+class _Pieces:
+    """Parsed blocks in order, copied into one contiguous piece every ``MERGED_PARTS`` blocks.
+
+    Work over a column of thousands of pieces pays a fixed cost per piece;
+    merging as the blocks come keeps each copy to a few blocks' worth.
+    """
+
+    def __init__(self) -> None:
+        self.merged: list[pl.DataFrame] = []
+        self.recent: list[pl.DataFrame] = []
+
+    def add(self, part: pl.DataFrame) -> None:
+        self.recent.append(part)
+        if len(self.recent) == MERGED_PARTS:
+            self._merge()
+
+    def _merge(self) -> None:
+        if self.recent:
+            self.merged.append(pl.concat(self.recent, how="vertical", rechunk=True))
+            self.recent = []
+
+    def frame(self) -> pl.DataFrame:
+        self._merge()
+        return pl.concat(self.merged, how="vertical", rechunk=False) if len(self.merged) > 1 else self.merged[0]
+
+
+def _parse_block(block: bytes, unclosed: bool, schema: dict[str, Any], options: dict[str, Any],
+                 per_block: Callable[[pl.DataFrame], pl.DataFrame] | None) -> pl.DataFrame:
+    """One block's rows; one that leaves a quote open is read with its text columns as plain text."""
+    if not unclosed:
+        part = pl.read_csv(block, schema=schema, **options)
+    else:
+        plain = {name: pl.String if dtype == pl.Categorical else dtype for name, dtype in schema.items()}
+        part = pl.read_csv(block, schema=plain, **options)
+        part = part.cast({c: t for c, t in schema.items() if c in part.columns and t == pl.Categorical})
+    return per_block(part) if per_block else part
