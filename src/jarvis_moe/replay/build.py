@@ -19,7 +19,7 @@ from importlib import resources
 
 # Dependency order: a module's body only uses names of the modules before it
 # at call time, and the command line comes last.
-ORDER = ("casespec", "plan", "routing", "backends", "weights", "libraries", "kernels", "timing", "compare",
+ORDER = ("casespec", "plan", "tiles", "routing", "backends", "weights", "libraries", "kernels", "timing", "compare",
          "report", "cli")
 
 

@@ -12,6 +12,7 @@ PyTorch, then:
     python moe_unfused_replay.py --case 2 --routing skewed --zipf 1.2 --backend torch
     python moe_unfused_replay.py --device cpu --iters 3 --check   # tiny sanity run on CPU
     python moe_unfused_replay.py --json           # any mode, machine-readable
+    python moe_unfused_replay.py --compare --config 'E=8,N=14336,device_name=NVIDIA_H200.json'
 
 The spec is --spec PATH, else <script dir>/<script stem>.json, else
 <script dir>/../category_data/<script stem>.json.

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from .backends import BASELINES, custom_backend
 from .casespec import LIBRARIES, ROUTINGS, Case, ReplayError, SpecError, clean, find_spec, load_spec, select_cases
 from .compare import run_compare, run_case
+from .tiles import load_config
 from .weights import import_torch
 from .report import format_compare, format_list, format_plan, format_result, list_row, plan_case
 
@@ -34,6 +35,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--backend", default="auto", metavar="NAME",
                         help="auto (the case's library when importable, else torch), " + ", ".join(
                             LIBRARIES + BASELINES) + ", or module:function for your own kernel (see the docs)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="an engine's fused-MoE config JSON (E=..,N=..,device_name=...json) for the bundled "
+                             "Triton kernel's tiles (default: the installed engine's file, else its default heuristic)")
     parser.add_argument("--device", default="cuda", help="torch device (default cuda; cpu for a sanity run)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed calls first (default 10)")
     parser.add_argument("--iters", type=int, default=50, help="timed calls (default 50)")
@@ -76,6 +80,7 @@ def run_all(cases: List[Case], args: argparse.Namespace, emit: Callable[[str], N
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
+        args.tile_table = load_config(args.config) if args.config else None
         path = find_spec(args.spec, __file__)
         meta, cases = load_spec(path)
         cases = select_cases(cases, args.case)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from .backends import compare_plan, custom_backend, select_backend, whole_layer_note
 from .casespec import Case, ReplayError
 from .kernels import grouped_runner, triton_runner
 from .libraries import RUNNERS
 from .routing import case_routing, routing_summary
+from .tiles import choose_tiles
 from .timing import figures, local_peaks, synchronize, time_op
 from .weights import Problem, build_problem, check_reference, quantise_groups, reference_forward
 
@@ -42,16 +43,17 @@ def custom_runner(fn: Callable[..., Any], p: Problem) -> Callable[[], Any]:
     return runner
 
 
-def runner_for(torch: Any, key: str, p: Problem, notes: List[str]) -> Callable[[], Any]:
-    """The zero-argument callable that runs problem p on backend `key` once."""
+def runner_for(torch: Any, key: str, p: Problem, notes: List[str], tiles: Optional[Dict[str, Any]] = None
+               ) -> Callable[[], Any]:
+    """The zero-argument callable that runs problem p on backend `key` once (the bundled kernel with `tiles`)."""
     if key == "torch":
         notes.append("torch reference: per-expert dequantise and matmul as separate ops; a baseline, not a tuned "
                      "kernel")
         return lambda: reference_forward(torch, p)
     if key == "grouped":
         return grouped_runner(torch, p, notes)
-    if key == "triton":
-        return triton_runner(torch, p, notes)
+    if key == "triton" and tiles is not None:
+        return triton_runner(torch, p, notes, tiles)
     if key in RUNNERS:
         return RUNNERS[key](torch, p)
     return custom_runner(load_custom(key), p)
@@ -63,11 +65,14 @@ def time_backend(torch: Any, case: Case, key: str, routing: Any, args: argparse.
     ids, gates = routing
     notes: List[str] = []
     p = build_problem(torch, case, ids, gates, device, args.seed, "fused" if key in RUNNERS else None)
-    fn = runner_for(torch, key, p, notes)
+    tiles = choose_tiles(case, args.tile_table, args.config, device_name) if key == "triton" else None
+    fn = runner_for(torch, key, p, notes, tiles)
     fn()
     synchronize(torch, device)
     notes += p.notes + [n for n in [whole_layer_note(key, case)] if n and key in RUNNERS]
     result: Dict[str, Any] = {"backend": key, "notes": notes}
+    if tiles is not None:
+        result["tiles"] = tiles
     if args.check and key not in RUNNERS:
         result["check"] = check_reference(torch, p, forward=fn)
     flush_mib = 0 if args.no_flush else 512

@@ -9,15 +9,18 @@ read more bytes than the traced kernel and say so.
   batched matmul (gather, one ``bmm``, scatter), named as such.
 - ``triton``: the fused-MoE algorithm of the Triton kernels vLLM and SGLang
   launch: (token, expert) rows sorted by expert and padded to the trace's
-  row block BLOCK_M, one program per (row block, N tile) that gathers its
-  rows, multiplies them by its expert's weights and writes them out (the
-  down stage scaled by the router weight, one row per (token, expert)).
+  row block BLOCK_M, one program per (row block, N tile), walked GROUP_M row
+  blocks at a time, that gathers its rows, multiplies them by its expert's
+  weights and writes them out (the down stage scaled by the router weight,
+  one row per (token, expert)). Its N and K tiles, GROUP_M, warps and stages
+  are the engines' for the shape (``tiles.choose_tiles``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .tiles import describe_tiles
 from .weights import Problem, activate, op_input
 
 _TRITON: Dict[str, Any] = {}
@@ -121,11 +124,17 @@ def triton_kernel() -> Any:
     import triton.language as tl
 
     @triton.jit
-    def moe_gemm(a_ptr, b_ptr, c_ptr, w_ptr, sorted_ids_ptr, expert_ids_ptr, N, K, rows, a_div,
+    def moe_gemm(a_ptr, b_ptr, c_ptr, w_ptr, sorted_ids_ptr, expert_ids_ptr, N, K, rows, a_div, blocks_m,
                  stride_am, stride_ak, stride_be, stride_bn, stride_bk, stride_cm, stride_cn,
-                 MUL_WEIGHT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-        pid_m = tl.program_id(0)
-        pid_n = tl.program_id(1)
+                 MUL_WEIGHT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                 GROUP_M: tl.constexpr):
+        # Programs walk GROUP_M row blocks per N tile before the next tile, as the engines' kernel does.
+        pid = tl.program_id(0)
+        per_group = GROUP_M * tl.cdiv(N, BLOCK_N)
+        first_m = pid // per_group * GROUP_M
+        group_m = tl.minimum(blocks_m - first_m, GROUP_M)
+        pid_m = first_m + (pid % per_group) % group_m
+        pid_n = (pid % per_group) // group_m
         slot = tl.load(sorted_ids_ptr + pid_m * BLOCK_M + tl.arange(0, BLOCK_M))
         valid = slot < rows
         expert = tl.load(expert_ids_ptr + pid_m).to(tl.int64)
@@ -151,27 +160,31 @@ def triton_kernel() -> Any:
 
 
 def triton_stage(a: Any, a_div: int, w: Any, c: Any, gates: Optional[Any], blocks: Tuple[Any, Any],
-                 block_m: int, block_n: int = 64, block_k: int = 64) -> Callable[[], None]:
-    """One launch of the bundled kernel: c[slot] = a[slot // a_div] @ w[expert]^T (x gate when given)."""
+                 launch: Dict[str, Any]) -> Callable[[], None]:
+    """One launch of the bundled kernel: c[slot] = a[slot // a_div] @ w[expert]^T (x gate when given).
+
+    ``launch``: BLOCK_M/N/K and GROUP_M, and num_warps/num_stages (None: Triton's defaults).
+    """
     kernel, (sorted_ids, expert_ids) = triton_kernel(), blocks
-    n_out, k_in, rows = w.shape[1], w.shape[2], c.shape[0]
-    grid = (expert_ids.shape[0], -(-n_out // block_n))
+    n_out, k_in, rows, blocks_m = w.shape[1], w.shape[2], c.shape[0], expert_ids.shape[0]
+    grid = (blocks_m * -(-n_out // launch["BLOCK_N"]),)
     weights = gates if gates is not None else c
+    options = {k: launch[k] for k in ("num_warps", "num_stages") if launch.get(k) is not None}
+    sizes = {k: launch[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M")}
 
-    def launch() -> None:
-        kernel[grid](a, w, c, weights, sorted_ids, expert_ids, n_out, k_in, rows, a_div,
+    def run() -> None:
+        kernel[grid](a, w, c, weights, sorted_ids, expert_ids, n_out, k_in, rows, a_div, blocks_m,
                      a.stride(0), a.stride(1), w.stride(0), w.stride(1), w.stride(2), c.stride(0), c.stride(1),
-                     MUL_WEIGHT=gates is not None, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)
-    return launch
+                     MUL_WEIGHT=gates is not None, **sizes, **options)
+    return run
 
 
-def triton_runner(torch: Any, p: Problem, notes: List[str]) -> Callable[[], Any]:
-    """The case's stages on the bundled kernel, row block = the trace's block (at least 16, tl.dot's minimum)."""
-    case, k = p.case, p.case.topk
-    block_m = max(16, case.block_rows)
-    notes.append(f"bundled fused-MoE kernel, BLOCK_M={block_m} (trace {case.block_rows}), BLOCK_N=64, "
-                 "BLOCK_K=64; token/expert alignment built before timing")
-    blocks = align_blocks(torch, p.topk_ids, case.E, block_m)
+def triton_runner(torch: Any, p: Problem, notes: List[str], tiles: Dict[str, Any]) -> Callable[[], Any]:
+    """The case's stages on the bundled kernel with the tiles of ``choose_tiles`` (row block: the trace's)."""
+    case, k, launch = p.case, p.case.topk, tiles["launch"]
+    notes.append(f"bundled fused-MoE kernel, {describe_tiles(tiles)}; token/expert alignment built before timing")
+    notes += tiles["notes"]
+    blocks = align_blocks(torch, p.topk_ids, case.E, launch["BLOCK_M"])
     gates = p.topk_weights.reshape(-1).contiguous()
     rows = case.M * k
     steps: List[Callable[[], Any]] = []
@@ -184,7 +197,7 @@ def triton_runner(torch: Any, p: Problem, notes: List[str]) -> Callable[[], Any]
         w1 = dequantised(torch, p.w1)
         up = torch.empty((rows, w1.shape[1]), dtype=p.x.dtype, device=p.x.device)
         steps.append(triton_stage(src, k, w1, up if case.role != "up" or case.act_fused else p.out, None,
-                                  blocks, block_m))
+                                  blocks, launch))
         if case.role == "fused" or case.act_fused:
             h = torch.empty((rows, case.N), dtype=p.x.dtype, device=p.x.device)
             target = p.out if case.role == "up" else h
@@ -193,7 +206,7 @@ def triton_runner(torch: Any, p: Problem, notes: List[str]) -> Callable[[], Any]
         w2 = dequantised(torch, p.w2)
         per_slot = p.out.view(rows, case.K) if case.down_per_slot else torch.empty(
             (rows, case.K), dtype=h.dtype, device=h.device)
-        steps.append(triton_stage(h, 1, w2, per_slot, gates, blocks, block_m))
+        steps.append(triton_stage(h, 1, w2, per_slot, gates, blocks, launch))
         if not case.down_per_slot:
             steps.append(lambda: torch.sum(per_slot.view(case.M, k, case.K), dim=1, out=p.out))
 

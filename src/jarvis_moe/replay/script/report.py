@@ -9,6 +9,7 @@ from .backends import compare_plan, custom_backend, select_backend, whole_layer_
 from .casespec import Case, ReplayError, _num, _obj, clean
 from .plan import bytes_per_call, expected_active_experts, flops_per_call, tensor_plan
 from .routing import case_routing, routing_summary
+from .tiles import choose_tiles, describe_tiles
 
 
 def plan_case(case: Case, args: argparse.Namespace) -> Dict[str, Any]:
@@ -46,6 +47,11 @@ def plan_case(case: Case, args: argparse.Namespace) -> Dict[str, Any]:
     }
     if args.compare:
         out["compare"] = compare_plan(case, args.backend if custom_backend(args.backend) else None)
+        for row in out["compare"]:
+            if row["backend"] == "triton" and row["runs"]:
+                row["tiles"] = choose_tiles(case, args.tile_table, args.config, None)
+    elif backend == "triton":
+        out["tiles"] = choose_tiles(case, args.tile_table, args.config, None)
     return out
 
 
@@ -100,7 +106,11 @@ def format_plan(p: Dict[str, Any]) -> str:
                      "active experts")
     for row in p.get("compare", []):
         lines.append(f"  compare   {row['backend']:<9} {'runs' if row['runs'] else 'skipped':<8} {row['note']}")
-    return "\n".join(lines + [f"  note: {n}" for n in p["notes"]])
+    tiles = [t for t in [p.get("tiles")] + [r.get("tiles") for r in p.get("compare", [])] if t]
+    for t in tiles:
+        lines.append(f"  tiles     {describe_tiles(t)} (device name of {t['device_of']})")
+    notes = p["notes"] + [n for t in tiles for n in t["notes"]]
+    return "\n".join(lines + [f"  note: {n}" for n in notes])
 
 
 def format_compare(case: Case, r: Dict[str, Any]) -> str:
@@ -118,6 +128,8 @@ def format_compare(case: Case, r: Dict[str, Any]) -> str:
         check = f" (check: max rel err {row['check']['max_rel_err']:.1e})" if "check" in row else ""
         lines.append(f"  {row['backend']:<16} {t['mean_us']:>10.2f} {_f(row['roofline']['pct'], '{:.1f}'):>11}"
                      f" {_f(row['trace']['ratio'], '{:.2f}'):>8}  {row['note']}{check}")
+        if row.get("tiles"):
+            lines.append(f"  {'':<16} tiles {describe_tiles(row['tiles'])}")
     notes = list(r["notes"]) + [f"{row['backend']}: {n}" for row in r["backends"] for n in row.get("notes", [])]
     return "\n".join(lines + [f"  note: {n}" for n in notes])
 
