@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from csvbuild import write_output_dir
-from jarvis_moe.engine import cells, read_csv
+from jarvis_moe.engine import cells, csv_blocks, read_csv
 from jarvis_moe.engine.contract import CategoryPaths
 from jarvis_moe.engine.csv_blocks import _record_end, read_blocks, record_blocks
 from jarvis_moe.engine.load import load_inputs
@@ -132,3 +132,17 @@ def test_blank_records_are_those_whose_every_cell_is_blank(rows, text_time):
     expected = [r for r in frame.drop("__row").rows() if not all(blank(c) for c in r)]
     assert kept.drop("__row").rows() == expected
     assert kept.get_column("__row").to_list() == list(range(1, len(expected) + 1))
+
+
+@pytest.mark.parametrize("threads, merged", [(1, 2), (3, 5)])
+def test_any_number_of_parsing_threads_and_merges_reads_the_same_rows(tmp_path, monkeypatch, threads, merged):
+    # 200 rows in blocks of 40 bytes: dozens of blocks, parsed on 1 or 3 threads, merged every 2 or 5.
+    path = tmp_path / "t.csv"
+    _write(path, [[str(i), f"x\n{i % 7}", "a,b" if i % 3 else ""] for i in range(200)])
+    monkeypatch.setattr(csv_blocks, "MAX_PARSE_THREADS", threads)
+    monkeypatch.setattr(csv_blocks, "MERGED_PARTS", merged)
+    schema = {"column_1": pl.String, "column_2": pl.Categorical, "column_3": pl.String}
+    whole = pl.read_csv(path, schema=schema, **OPTIONS)
+    parts = read_blocks(path, schema, OPTIONS, block_bytes=40)
+    assert parts.to_dicts() == whole.to_dicts()
+    assert parts.get_column("__row").to_list() == list(range(1, 201))

@@ -29,6 +29,7 @@ from jarvis_moe.engine.contract import MAX_CSV_BYTES
 from jarvis_moe.infile import open_regular
 
 BLOCK_BYTES = 8 << 20
+MAX_PARSE_THREADS = 8  # blocks parsed at once, each with about a block's worth of memory
 MERGED_PARTS = 32  # parsed blocks copied into one piece (about 100 000 rows)
 TAIL_BYTES = 64 << 10  # where a block's last line end is looked for
 QUOTE = b'"'
@@ -109,13 +110,14 @@ def read_blocks(path: Path, schema: dict[str, Any], options: dict[str, Any], eol
     are read (a long cell cut to what is used of it never lives in memory
     whole for the whole file).
 
-    Blocks are parsed by as many threads as polars has (the reader runs
-    without the interpreter lock, and parses one block on one thread) while
-    this thread reads the next ones; at most one block per thread waits.
+    Blocks are parsed by as many threads as polars has, up to
+    ``MAX_PARSE_THREADS`` (the reader runs without the interpreter lock, and
+    parses one block on one thread) while this thread reads the next ones;
+    at most one block per thread waits, which bounds the memory in flight.
     """
     row_index = options.get("row_index_name")
     block_options = {k: v for k, v in options.items() if k not in ("row_index_name", "row_index_offset")}
-    workers = max(1, pl.thread_pool_size())
+    workers = max(1, min(pl.thread_pool_size(), MAX_PARSE_THREADS))
     pieces = _Pieces()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque[Future[pl.DataFrame]] = deque()
