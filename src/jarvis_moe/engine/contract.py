@@ -68,9 +68,10 @@ TEXT_COLUMNS = (
 )
 KNOWN_COLUMNS = FLOAT_COLUMNS + TEXT_COLUMNS
 # Text a trace repeats over thousands of signatures (a few call stacks, dtype
-# lists and specs): read as categoricals, each distinct cell stored once, its
-# code an exact id of the cell.
-REPEATED_TEXT_COLUMNS = ("Compute Spec", "Roofline Bound", "Input type", "entry_point", "call_stack_full")
+# lists and specs, one perf_params per token count): read as categoricals,
+# each distinct cell stored once, its code an exact id of the cell.
+REPEATED_TEXT_COLUMNS = ("Compute Spec", "Roofline Bound", "Input type", "entry_point", "call_stack_full",
+                         "perf_params")
 
 
 def canonical_column(raw: str) -> str:

@@ -48,6 +48,8 @@ POSITION = "__position"
 # The frames here are in memory already; the streaming engine's set-up
 # costs more than it saves on them.
 ENGINE = "in-memory"
+# Cells read once per distinct combination, with the dtype list.
+SHARED_CELLS = ("perf_params", "Compute Spec", "Roofline Bound")
 
 
 @dataclass(frozen=True)
@@ -159,26 +161,24 @@ def op_figures(
 
 def _read_facts(src: pl.DataFrame) -> pl.DataFrame:
     """The narrow frame of the figures' inputs: positions, numbers and the facts of the text cells."""
-    # One pass over the input: every fact of the text cells that a figure
-    # needs is read here, in parallel, and nothing else of the long cells.
-    # Over every row only the figures' inputs are read: the token count from
-    # perf_params, and, once per distinct cell (the ops of a trace share a few
-    # dtype lists and call stacks over thousands of shapes), the first input
-    # dtype and the family and library. The dtype and kernel lists themselves
-    # are parsed for the listed ops only (operations.report_rows).
-    repeated = [c for c in (*TYPE_CELLS, *STACK_CELLS) if c in src.columns]
+    # Every fact of the text cells that a figure needs is read here, once per
+    # distinct cell (categoricals: the ops of a trace share a few dtype lists,
+    # specs and call stacks, and one perf_params per token count, over
+    # thousands of shapes): the token count, the first input dtype, the spec
+    # and bound, and the family and library. The dtype and kernel lists
+    # themselves are parsed for the listed ops only (operations.report_rows).
+    repeated = [c for c in (*TYPE_CELLS, *STACK_CELLS, *SHARED_CELLS) if c in src.columns]
     lf = src.lazy().select(
         pl.int_range(pl.len(), dtype=pl.UInt32).alias(POSITION),
         pl.col("name"),
         *(c for c in FLOAT_COLUMNS if c in src.columns),
-        *perf_facts(src, ("num_tokens",)),
         *repeated,
-        spec=text_column(src, "Compute Spec").str.strip_chars(),
-        bound_text=text_column(src, "Roofline Bound").str.strip_chars().str.to_uppercase(),
     )
-    f = _with_token_counts(lf.collect(engine=ENGINE), src)
-    first_type = type_facts(src)[0].list.first().alias("first_type")
-    return _with_family(with_distinct_facts(f, TYPE_CELLS, [first_type]), src)
+    facts = [*perf_facts(src, ("num_tokens",)), type_facts(src)[0].list.first().alias("first_type"),
+             text_column(src, "Compute Spec").str.strip_chars().alias("spec"),
+             text_column(src, "Roofline Bound").str.strip_chars().str.to_uppercase().alias("bound_text")]
+    f = with_distinct_facts(lf.collect(engine=ENGINE), (*TYPE_CELLS, *SHARED_CELLS), facts)
+    return _with_family(_with_token_counts(f, src), src)
 
 
 def _peak_table(f: pl.DataFrame, metadata: Metadata) -> pl.DataFrame:
