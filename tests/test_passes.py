@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import passes_reference as reference
 from jarvis_moe.engine.passes import (
-    active_distribution, expert_interval, fewest_passes, mean_and_sd, most_passes, pass_distribution,
+    _one_expert, active_distribution, expert_interval, fewest_passes, mean_and_sd, most_passes, pass_distribution,
     spread_range,
 )
 
@@ -89,32 +90,72 @@ def test_distribution_of_two_tokens_by_hand():
     assert [p for _, p in dist] == pytest.approx([1 / 6, 4 / 6, 1 / 6])
 
 
-def _one_expert_over_every_count(tokens: int, prob: float, block: int) -> list[float]:
-    """The reference: every count n from 0 to M, in order, masses of 0.0 included."""
-    out = [0.0] * (-(-tokens // block) + 1)
-    for n in range(tokens + 1):
-        log = (math.lgamma(tokens + 1) - math.lgamma(n + 1) - math.lgamma(tokens - n + 1)
-               + n * math.log(prob) + (tokens - n) * math.log1p(-prob))
-        out[-(-n // block)] += math.exp(log)
-    return out
+@st.composite
+def _calls_shapes(draw):
+    """(E, k, M, B): blocks of 1 or 2 rows only at small token counts, where the reference stays quick."""
+    block = draw(st.sampled_from([1, 2, 8, 16, 32, 64, 128]))
+    tokens = draw(st.integers(2, 300 if block < 8 else 4000))
+    experts = draw(st.integers(1, 160))
+    return experts, draw(st.integers(1, min(experts, 16))), tokens, block
+
+
+@settings(max_examples=80, deadline=None)
+@given(shape=_calls_shapes(), calls=st.sampled_from([1, 2, 7, 32, 1000, 10**6, 10**7]))
+def test_pass_distribution_agrees_with_the_reference(shape, calls):
+    """The fast distribution gives the reference's spread ends and, to 1e-9, its mean and variance.
+
+    They differ only in masses far below what either is used for: the fast
+    one drops those under 1e-30 of the peak, and keeps some the reference
+    drops (it prunes under 1e-18 of the peak after each expert; the fast one
+    only at the end, where E such masses add up). Those move the variance
+    by about 1e-16, so a variance near 0 is compared to 1e-14 absolute.
+    """
+    fast, slow = pass_distribution(*shape), reference.pass_distribution(*shape)
+    assert spread_range(fast, calls, 0.001) == spread_range(slow, calls, 0.001)
+    (mean_f, sd_f), (mean_s, sd_s) = mean_and_sd(fast), mean_and_sd(slow)
+    assert math.isclose(mean_f, mean_s, rel_tol=1e-9)
+    assert math.isclose(sd_f**2, sd_s**2, rel_tol=1e-9, abs_tol=1e-14)
+    assert math.isclose(math.fsum(p for _, p in fast), 1.0, rel_tol=1e-12)
 
 
 @settings(max_examples=60, deadline=None)
 @given(tokens=st.integers(2, 3000), topk=st.integers(1, 16), experts=st.integers(2, 256),
        block=st.sampled_from([1, 2, 16, 64, 128]))
-def test_one_experts_passes_equal_the_sum_over_every_count(tokens, topk, experts, block):
-    from jarvis_moe.engine.passes import _one_expert
+def test_one_experts_passes_agree_with_the_sum_over_every_count(tokens, topk, experts, block):
+    """Every pass count above 1e-25 of the peak is there to 1e-9; those left out are under 1e-30.
+
+    A count under 1e-30 of the peak is left out of the pass count it falls in;
+    a few such counts can fall in one, so it may differ by up to 1e-27 of the peak.
+    """
     prob = min(topk, experts - 1) / experts
-    assert _one_expert(tokens, prob, block) == _one_expert_over_every_count(tokens, prob, block)
+    slow = reference.one_expert(tokens, prob, block)
+    first, masses = _one_expert(tokens, prob, block)
+    fast = dict(enumerate(masses, start=first))
+    for j, q in enumerate(slow):
+        if q >= 1e-25 * max(slow):
+            assert math.isclose(fast[j], q, rel_tol=1e-9, abs_tol=1e-27 * max(slow))
+        elif j not in fast:
+            assert q < 1e-30 * max(slow)
 
 
-def test_one_expert_at_50000_tokens_visits_only_its_support(monkeypatch):
-    """Mixtral's top-2 of 8 at 50 000 tokens: sd 97, the log-mass falls below -800 ~40 sd from 12 500."""
+def test_one_expert_at_50000_tokens_keeps_only_what_can_matter():
+    """Mixtral's top-2 of 8 at 50 000 tokens, one row blocks: sd √(50 000 · 1/4 · 3/4) = 96.8 rows.
+
+    A mass of 1e-30 of the peak lies about √(2 · ln 1e30) = 11.75 sd from
+    the mode, so about 2 · 11.75 · 96.8 = 2 275 counts are kept, not 50 001.
+    """
+    first, masses = _one_expert(50_000, 2 / 8, 1)
+    assert 2_200 < len(masses) < 2_350
+    assert first < 12_500 - 11 * 96.8 and first + len(masses) > 12_500 + 11 * 96.8
+    assert math.isclose(math.fsum(masses), 1.0, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("experts, convolutions", [(1, 0), (8, 3), (60, 8), (128, 7), (256, 8)])
+def test_experts_are_added_by_repeated_squaring(monkeypatch, experts, convolutions):
+    # 60 = 0b111100: five squarings, and three products joining the four set bits; 2^n: n squarings.
     from jarvis_moe.engine import passes
     calls = []
-    real = math.lgamma
-    monkeypatch.setattr(passes.math, "lgamma", lambda x: calls.append(x) or real(x))
-    one = passes._one_expert(50_000, 2 / 8, 16)
-    assert math.isclose(math.fsum(one), 1.0, rel_tol=1e-9)  # lgamma of 50 001 is good to ~1e-11
-    # ~7 800 counts visited, up to 2 lgamma each for the walk and 2 for the sum; the full sum took 150 003.
-    assert len(calls) < 40_000
+    real = passes._convolve
+    monkeypatch.setattr(passes, "_convolve", lambda a, b: calls.append(1) or real(a, b))
+    passes._sum_of(passes._one_expert(4096, min(1.0, 2 / experts), 32), experts)
+    assert len(calls) == convolutions

@@ -20,12 +20,22 @@ each holding between 1 and M rows (a token picks an expert once):
   A·(ceil(M / B) − 1)).
 
 An observed pass count P is consistent with every A whose range holds it.
+
+Uniform routing gives a distribution of P per call, whose spread over many
+calls the durations are judged against. It is computed once per shape and
+kept small: it is used for the ends of that spread over up to millions of
+calls and for its mean and standard deviation, which masses under 1e-30 of
+the peak cannot move, so those are never carried; the E experts' passes
+are added by repeated squaring (at most 2·log2 E convolutions, not E).
 """
 
 from __future__ import annotations
 
 import math
 from functools import lru_cache
+from itertools import accumulate, islice, repeat
+from operator import mul, truediv
+from typing import Iterator
 
 _PRUNE = 1e-18
 # Beyond this many tokens the exact distribution of active experts is
@@ -84,21 +94,22 @@ def active_distribution(experts: int, topk: int, tokens: int) -> tuple[tuple[int
     if tokens > _EXACT_TOKENS:
         return _poisson_distribution(experts, topk, tokens)
     total = math.comb(experts, topk)
-    step: dict[int, list[tuple[int, float]]] = {}
+    moves_of: dict[int, list[tuple[int, float]]] = {}  # j: (j + r, probability), r new experts
     dist = {0: 1.0}
     for _ in range(tokens):
         new: dict[int, float] = {}
+        get = new.get
         for j, p in dist.items():
-            moves = step.get(j)
+            moves = moves_of.get(j)
             if moves is None:
-                moves = [(r, math.comb(experts - j, r) * math.comb(j, topk - r) / total)
-                         for r in range(0, min(topk, experts - j) + 1) if topk - r <= j]
-                step[j] = moves
-            for r, q in moves:
-                if q:
-                    new[j + r] = new.get(j + r, 0.0) + p * q
-        top = max(new.values())
-        dist = {j: p for j, p in new.items() if p >= _PRUNE * top}
+                moves = moves_of[j] = [(j + r, math.comb(experts - j, r) * math.comb(j, topk - r) / total)
+                                       for r in range(max(0, topk - j), min(topk, experts - j) + 1)]
+            for to, q in moves:
+                new[to] = get(to, 0.0) + p * q
+        cut = _PRUNE * max(new.values())
+        dist = {j: p for j, p in new.items() if p >= cut}
+        if len(dist) == 1 and experts in dist:
+            break  # every expert is hit: each further token keeps it so with probability exactly 1.0
     mass = sum(dist.values())
     return tuple(sorted((j, p / mass) for j, p in dist.items()))
 
@@ -116,37 +127,91 @@ def _poisson_distribution(experts: int, topk: int, tokens: int) -> tuple[tuple[i
     return tuple(sorted((j, p / mass) for j, p in out))
 
 
-# exp() of an exponent below about -745.1 is 0.0; the computed log-masses are
-# off by far less than the margin to this cut, so every mass beyond it is 0.0.
-_LOG_ZERO = -800.0
+# Masses below this fraction of the peak are dropped while a distribution is
+# built. What the distributions are used for cannot see them: the ends of the
+# spread over up to millions of calls turn on tail masses near 1e-10, and what
+# is dropped moves a mean or a standard deviation far less than the 1e-16 of
+# itself a double resolves.
+_NEGLIGIBLE = 1e-30
 
 
-def _one_expert(tokens: int, prob: float, block: int) -> list[float]:
-    """P(ceil(n / B) = j), j = 0..ceil(M / B), for n ~ Binomial(M, p): one expert's passes.
+def _trim(start: int, masses: list[float]) -> tuple[int, list[float]]:
+    """(first value, masses) without the negligible masses at either end."""
+    cut = _NEGLIGIBLE * max(masses)
+    low = next(i for i, q in enumerate(masses) if q >= cut)
+    high = next(i for i in range(len(masses) - 1, -1, -1) if masses[i] >= cut)
+    return start + low, masses[low:high + 1]
 
-    Only the counts n whose mass is not 0.0 are visited: the log-mass is
-    concave in n, so walking out from the mode until it falls below
-    ``_LOG_ZERO`` bounds them (a few hundred counts at 50 000 tokens). The
-    masses are added in increasing n as over every count, so the sums are the same.
+
+def _walk(steps: Iterator[float], chunk: int) -> list[float]:
+    """1, then the running products of ``steps`` until one falls below ``_NEGLIGIBLE`` or they run out.
+
+    The products are taken ``chunk`` steps at a time, so the last chunk may
+    go past the cut.
     """
-    out = [0.0] * (-(-tokens // block) + 1)
-    if prob >= 1:
-        out[-1] = 1.0
-        return out
-    log_p, log_q, log_m = math.log(prob), math.log1p(-prob), math.lgamma(tokens + 1)
-
-    def log_mass(n: int) -> float:
-        return log_m - math.lgamma(n + 1) - math.lgamma(tokens - n + 1) + n * log_p + (tokens - n) * log_q
-
-    mode = min(tokens, int((tokens + 1) * prob))
-    low, high = mode, mode
-    while low > 0 and log_mass(low - 1) >= _LOG_ZERO:
-        low -= 1
-    while high < tokens and log_mass(high + 1) >= _LOG_ZERO:
-        high += 1
-    for n in range(low, high + 1):
-        out[-(-n // block)] += math.exp(log_mass(n))
+    out = [1.0]
+    while out[-1] >= _NEGLIGIBLE:
+        size = len(out)
+        out.extend(islice(accumulate(islice(steps, chunk), mul, initial=out[-1]), 1, None))
+        if len(out) == size:
+            break
     return out
+
+
+def _one_expert(tokens: int, prob: float, block: int) -> tuple[int, list[float]]:
+    """P(ceil(n / B) = j) for n ~ Binomial(M, p), one expert's passes: (first j, masses from it on).
+
+    The binomial is unimodal, so the counts n that can matter lie around its
+    mode: the walk starts there at mass 1 and steps out either way by the
+    ratio of neighbouring masses, m(n + 1)/m(n) = (M − n)/(n + 1) · p/(1 − p),
+    until a mass falls below ``_NEGLIGIBLE``; the masses are then scaled to sum to 1.
+    """
+    if prob >= 1:
+        return -(-tokens // block), [1.0]
+    odds = prob / (1 - prob)
+    mode = min(tokens, int((tokens + 1) * prob))
+    chunk = 16 + int(4 * math.sqrt(tokens * prob * (1 - prob)))  # the width that matters in about 3 chunks
+    # m(n + 1)/m(n) for n = mode, mode + 1, ...; m(n − 1)/m(n) for n = mode, mode − 1, ...
+    up = _walk(map(mul, map(truediv, range(tokens - mode, 0, -1), range(mode + 1, tokens + 1)), repeat(odds)),
+               chunk)
+    down = _walk(map(truediv, range(mode, 0, -1), map(mul, range(tokens - mode + 1, tokens + 1), repeat(odds))),
+                 chunk)
+    low = mode - len(down) + 1  # the counts low, low + 1, ... carry these masses
+    counts = down[:0:-1] + up
+    first, last = -(-low // block), -(-(low + len(counts) - 1) // block)
+    # j passes hold the counts (j − 1)·B + 1 .. j·B (0 passes only the count 0)
+    edges = [max(low, (j - 1) * block + 1) - low for j in range(first, last + 1)] + [len(counts)]
+    dense = [sum(counts[edges[i]:edges[i + 1]]) for i in range(len(edges) - 1)]
+    total = math.fsum(dense)
+    return _trim(first, [q / total for q in dense])
+
+
+def _convolve(a: tuple[int, list[float]], b: tuple[int, list[float]]) -> tuple[int, list[float]]:
+    """The distribution of the sum of two independent counts, negligible ends trimmed.
+
+    Each is (first value, masses from it on); every mass of the sum is one
+    sum of products, taken over the two lists in C rather than per term.
+    """
+    (start_a, xa), (start_b, xb) = a, b
+    rb, la, lb = xb[::-1], len(xa), len(xb)
+    out = []
+    for c in range(la + lb - 1):
+        lo, hi = max(0, c - lb + 1), min(c, la - 1)
+        out.append(sum(map(mul, xa[lo:hi + 1], rb[lb - 1 - c + lo:lb - c + hi])))
+    return _trim(start_a + start_b, out)
+
+
+def _sum_of(one: tuple[int, list[float]], times: int) -> tuple[int, list[float]]:
+    """The distribution of the sum of ``times`` ≥ 1 independent copies: by repeated squaring."""
+    result, power = None, one
+    while True:
+        if times & 1:
+            result = power if result is None else _convolve(result, power)
+        times >>= 1
+        if not times:
+            assert result is not None
+            return result
+        power = _convolve(power, power)
 
 
 @lru_cache(maxsize=256)
@@ -155,22 +220,17 @@ def pass_distribution(experts: int, topk: int, tokens: int, block: int) -> tuple
 
     When B ≥ M no expert fills more than one block, so passes are active
     experts (exact). Otherwise each expert's rows are Binomial(M, k/E),
-    taken as independent (exact marginals; the spread errs slightly wide).
-    The convolution skips the pass counts of probability 0.0, which add nothing.
+    taken as independent (exact marginals; the spread errs slightly wide),
+    so P is the sum of E copies of one expert's passes: the copies are
+    added by repeated squaring (at most 2·log2 E convolutions, not E), and
+    values under ``_PRUNE`` of the most likely one are left out.
     """
     if block >= tokens:
         return active_distribution(experts, topk, tokens)
-    one = [(r, q) for r, q in enumerate(_one_expert(tokens, topk / experts, block)) if q]
-    dist = {0: 1.0}
-    for _ in range(experts):
-        new: dict[int, float] = {}
-        for j, p in dist.items():
-            for r, q in one:
-                new[j + r] = new.get(j + r, 0.0) + p * q
-        top = max(new.values())
-        dist = {j: p for j, p in new.items() if p >= _PRUNE * top}
-    mass = sum(dist.values())
-    return tuple(sorted((j, p / mass) for j, p in dist.items()))
+    start, masses = _sum_of(_one_expert(tokens, topk / experts, block), experts)
+    cut = _PRUNE * max(masses)
+    mass = math.fsum(q for q in masses if q >= cut)
+    return tuple((start + i, q / mass) for i, q in enumerate(masses) if q >= cut)
 
 
 def spread_range(dist: tuple[tuple[int, float], ...], calls: int, level: float) -> tuple[int, int]:
