@@ -11,6 +11,11 @@
 # (tests/golden/..., byte-identical to what a run writes) is used, and the script
 # is built from src/ with the standard library only. REPLAY_ARGS adds options to
 # every replay call (e.g. "--iters 100" or "--device cpu --iters 1 --warmup 0").
+#
+# Tiles of the bundled kernel: with SGLang or vLLM installed, the engine's own
+# config file for this shape and GPU (the script finds it); without either, the
+# configs the fixture's kernels ran with (ground_truth/h200_batch_sweep_*.json,
+# one per token count) written as an engine config and passed as --config.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 FIXTURE=${1:-$ROOT/../shared/fixtures/real-h200-mixtral-sglang-mixed-routing}
@@ -33,9 +38,22 @@ else
 open(sys.argv[1], 'wb').write(build_script())" "$SCRIPT"
 fi
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
-python3 "$SCRIPT" --spec "$SPEC" --compare --routing uniform --check ${REPLAY_ARGS:-}
-python3 "$SCRIPT" --spec "$SPEC" --compare --routing uniform --json ${REPLAY_ARGS:-} > "$WORK/compare.json" 2>/dev/null
-python3 "$SCRIPT" --spec "$SPEC" --compare --routing trace --json ${REPLAY_ARGS:-} > "$WORK/trace.json" 2>/dev/null
+TILES=()
+SWEEP=$FIXTURE/ground_truth/h200_batch_sweep_mixtral_8x7b.json
+if python3 -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('sglang') or u.find_spec('vllm')))"; then
+    echo "tiles: the installed engine's own config for this shape and GPU (named under the triton row)"
+elif [ -f "$SWEEP" ]; then
+    CONFIG="$WORK/E=8,N=14336,device_name=NVIDIA_H200.json"
+    python3 -c "import json, sys; rows = json.load(open(sys.argv[1]))['models']['mixtral_8x7b']['rows']; \
+json.dump({str(r['tokens']): r['config'] for r in rows}, open(sys.argv[2], 'w'), indent=1)" "$SWEEP" "$CONFIG"
+    echo "tiles: no SGLang or vLLM here; the configs the fixture's kernels ran with, from $SWEEP"
+    TILES=(--config "$CONFIG")
+else
+    echo "tiles: no SGLang, vLLM or ground-truth configs here; the engines' default heuristic"
+fi
+python3 "$SCRIPT" --spec "$SPEC" --compare --routing uniform --check ${TILES[@]+"${TILES[@]}"} ${REPLAY_ARGS:-}
+python3 "$SCRIPT" --spec "$SPEC" --compare --routing uniform --json ${TILES[@]+"${TILES[@]}"} ${REPLAY_ARGS:-} > "$WORK/compare.json" 2>/dev/null
+python3 "$SCRIPT" --spec "$SPEC" --compare --routing trace --json ${TILES[@]+"${TILES[@]}"} ${REPLAY_ARGS:-} > "$WORK/trace.json" 2>/dev/null
 python3 - "$WORK/compare.json" "$WORK/trace.json" "$FIXTURE/ground_truth/routing_calls.json" <<'PY'
 import json
 import statistics
@@ -62,6 +80,10 @@ for kind, doc in (("uniform", uniform), ("trace", trace)):
             print(f"  {row['backend']:<16} {t['mean_us']:>9.1f} {pct if pct is None else round(pct, 1)!s:>10}"
                   f" {t['mean_us'] / want:>9.2f}")
         triton = next((r for r in case["backends"] if r["backend"] == "triton" and r.get("timing")), None)
+        tiles = triton.get("tiles") if triton else None
+        if tiles:
+            print(f"  triton tiles {tiles['launch']} from {tiles['kind']} {tiles['file'] or tiles['engine']}"
+                  f" (entry {tiles['entry']}); row block agrees with the trace: {tiles['row_block_agrees']}")
         if kind == "uniform":
             ok = triton is not None and abs(triton["timing"]["mean_us"] / want - 1) <= 0.25
             print(f"  check: bundled Triton within +-25 % of the traced uniform-routing calls: {'PASS' if ok else 'FAIL'}")
