@@ -158,6 +158,31 @@ def test_the_tuning_path_names_the_config_file_of_this_gpu_and_shape():
     assert "E=128,N=768,device_name=AMD_Instinct_MI300X,dtype=int4_w4a16.json" in hows
 
 
+# --- NVFP4 on B200 -----------------------------------------------------------------
+
+# The families whose kernels can meet NVFP4 weights on a B200: the Triton ones
+# (AITER is ROCm-only, the GPTQ/AWQ families hold int4 by definition).
+NVFP4_ROWS = {"triton_matmul_ogs_up": "matmul-ogs-sm100-nvfp4", "triton_matmul_ogs_down": "matmul-ogs-sm100-nvfp4",
+              "sglang_triton_fused_moe": "sglang-triton-sm100-nvfp4"}
+
+
+def test_every_alternative_says_its_gain_is_to_be_measured_where_no_source_gives_a_figure():
+    notes = [alt.note for row in catalogue().rows for alt in row.alternatives]
+    assert notes and all("to be measured" in note for note in notes)
+
+
+@pytest.mark.parametrize("key", sorted(NVFP4_ROWS))
+def test_an_nvfp4_op_on_a_b200_has_a_newer_path_with_its_switch_and_source(key):
+    family = BY_KEY[key]
+    fmt = weight_format(family, "nvfp4", [])
+    assert format_key(fmt) == "nvfp4"
+    check = implementation_check(family, _shape(32), fmt, "NVIDIA B200")
+    assert (check.verdict, check.catalogue_row, check.arch) == ("newer_available", NVFP4_ROWS[key], "sm100")
+    assert check.tuning and all(alt.enable and alt.source.startswith("https://") for alt in check.alternatives)
+    # The same op on an H200 (sm90) has no NVFP4 row: the verdict says so rather than borrowing B200's.
+    assert implementation_check(family, _shape(32), fmt, "H200").verdict == "unknown"
+
+
 # --- the verdict rule ------------------------------------------------------------
 
 def _shape(tokens: int) -> Shape:
