@@ -150,12 +150,27 @@ def test_one_expert_at_50000_tokens_keeps_only_what_can_matter():
     assert math.isclose(math.fsum(masses), 1.0, rel_tol=1e-12)
 
 
-@pytest.mark.parametrize("experts, convolutions", [(1, 0), (8, 3), (60, 8), (128, 7), (256, 8)])
-def test_experts_are_added_by_repeated_squaring(monkeypatch, experts, convolutions):
+@pytest.mark.parametrize("experts, squares, products", [(1, 0, 0), (8, 3, 0), (60, 5, 3), (128, 7, 0), (256, 8, 0)])
+def test_experts_are_added_by_repeated_squaring(monkeypatch, experts, squares, products):
     # 60 = 0b111100: five squarings, and three products joining the four set bits; 2^n: n squarings.
     from jarvis_moe.engine import passes
     calls = []
-    real = passes._convolve
-    monkeypatch.setattr(passes, "_convolve", lambda a, b: calls.append(1) or real(a, b))
+    real_square, real_convolve = passes._square, passes._convolve
+    monkeypatch.setattr(passes, "_square", lambda a: calls.append("square") or real_square(a))
+    monkeypatch.setattr(passes, "_convolve", lambda a, b: calls.append("product") or real_convolve(a, b))
     passes._sum_of(passes._one_expert(4096, min(1.0, 2 / experts), 32), experts)
-    assert len(calls) == convolutions
+    assert (calls.count("square"), calls.count("product")) == (squares, products)
+
+
+@settings(max_examples=40, deadline=None)
+@given(tokens=st.integers(2, 5000), prob=st.floats(0.001, 0.999), block=st.sampled_from([1, 4, 16, 64]),
+       doublings=st.integers(0, 3))
+def test_squaring_is_the_convolution_with_itself(tokens, prob, block, doublings):
+    from jarvis_moe.engine import passes
+    a = passes._one_expert(tokens, prob, block)
+    for _ in range(doublings):
+        a = passes._square(a)
+    (start_s, square), (start_c, product) = passes._square(a), passes._convolve(a, a)
+    assert start_s == start_c and len(square) == len(product)
+    # the same sums of products, each pair once and doubled: equal to a few roundings
+    assert all(math.isclose(s, c, rel_tol=1e-13) for s, c in zip(square, product))

@@ -201,6 +201,18 @@ def _convolve(a: tuple[int, list[float]], b: tuple[int, list[float]]) -> tuple[i
     return _trim(start_a + start_b, out)
 
 
+def _square(a: tuple[int, list[float]]) -> tuple[int, list[float]]:
+    """``_convolve(a, a)`` with each pair of distinct terms multiplied once and doubled."""
+    start, x = a
+    n, rx = len(x), x[::-1]
+    out = []
+    for c in range(2 * n - 1):
+        lo, mid = max(0, c - n + 1), (c + 1) // 2  # the pairs x[i]·x[c − i] with i < c − i
+        twice = 2 * sum(map(mul, x[lo:mid], rx[n - 1 - c + lo:n - 1 - c + mid]))
+        out.append(twice + x[mid] * x[mid] if c % 2 == 0 else twice)
+    return _trim(2 * start, out)
+
+
 def _sum_of(one: tuple[int, list[float]], times: int) -> tuple[int, list[float]]:
     """The distribution of the sum of ``times`` ≥ 1 independent copies: by repeated squaring."""
     result, power = None, one
@@ -211,7 +223,7 @@ def _sum_of(one: tuple[int, list[float]], times: int) -> tuple[int, list[float]]
         if not times:
             assert result is not None
             return result
-        power = _convolve(power, power)
+        power = _square(power)
 
 
 @lru_cache(maxsize=256)
