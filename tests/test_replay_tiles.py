@@ -234,3 +234,23 @@ def test_an_unreadable_engine_file_is_skipped_with_a_note(tmp_path):
     (folder / NAME).write_text("{broken", encoding="utf-8")
     chosen = triton_tiles(dry_run(H200_SPEC, env={"PYTHONPATH": str(tmp_path / "site")}))
     assert chosen["kind"] == "default" and any("skipped vllm's config" in n for n in chosen["notes"])
+
+
+def test_a_timed_compare_carries_the_tiles_of_the_triton_row_whether_it_ran_or_failed(tmp_path):
+    pytest.importorskip("torch")
+    config = tmp_path / "tiles.json"
+    config.write_text(json.dumps({"16": dict(VLLM_H200["16"], BLOCK_SIZE_N=16, BLOCK_SIZE_K=32)}), encoding="utf-8")
+    spec = write_spec(tmp_path, [make_case(1, "down", "fp32", act_dtype="fp32", M=8, K=64, N=32, E=4)])
+    args = ["--spec", str(spec), "--compare", "--device", "cpu", "--iters", "1", "--warmup", "0",
+            "--config", str(config)]
+    env = {"TRITON_INTERPRET": "1", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, str(SCRIPT), *args, "--json"], capture_output=True, text=True, timeout=600,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    row = next(r for r in json.loads(done.stdout)["cases"][0]["backends"] if r["backend"] == "triton")
+    # M = 8: the file's one entry (16); its N/K tiles, GROUP_SIZE_M 16, 4 warps, 3 stages; the trace's 16-row block.
+    assert (row["tiles"]["entry"], row["tiles"]["launch"]) == (16, {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32,
+                                                                     "GROUP_M": 16, "num_warps": 4, "num_stages": 3})
+    text = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600, env=env)
+    want = f"tiles BLOCK_M=16 BLOCK_N=16 BLOCK_K=32 GROUP_M=16 num_warps=4 num_stages=3 from --config {config}"
+    assert want in text.stdout

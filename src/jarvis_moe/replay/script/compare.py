@@ -126,5 +126,7 @@ def run_compare(torch: Any, case: Case, args: argparse.Namespace, device: Any, d
                                                    device_name)))
         except Exception as exc:  # noqa: BLE001 - one backend's failure must not hide the others
             rows.append(dict(entry, runs=False, timing=None, note=f"failed: {type(exc).__name__}: {exc}"))
+            if entry["backend"] == "triton":  # the tiles it was to run with, still said
+                rows[-1]["tiles"] = choose_tiles(case, args.tile_table, args.config, device_name)
     return {"case": case.number, "op": case.op, "role": case.role, "notes": route_notes,
             "routing": dict(kind=args.routing, seed=args.seed, **routing_summary(ids, case.E)), "backends": rows}

@@ -124,6 +124,7 @@ def format_compare(case: Case, r: Dict[str, Any]) -> str:
         t = row.get("timing")
         if t is None:
             lines.append(f"  {row['backend']:<16} {'-':>10} {'-':>11} {'-':>8}  {row['note']}")
+            lines += [f"  {'':<16} tiles {describe_tiles(row['tiles'])}"] if row.get("tiles") else []
             continue
         check = f" (check: max rel err {row['check']['max_rel_err']:.1e})" if "check" in row else ""
         lines.append(f"  {row['backend']:<16} {t['mean_us']:>10.2f} {_f(row['roofline']['pct'], '{:.1f}'):>11}"
