@@ -66,6 +66,10 @@ def run_process(main: Callable[[], int]) -> NoReturn:
     objects at 100 000 signatures, whatever the row count; reference
     counting frees the rest), so the collector is off for the command and
     what is left is frozen before the interpreter exits, which then skips it.
+    Objects in reference cycles are then never finalised: a buffered file
+    left open in one would not be flushed, so a command closes the files it
+    writes (standard output and error are flushed by the interpreter
+    regardless).
 
     :param main: the command, reading its arguments from ``sys.argv``.
     """
