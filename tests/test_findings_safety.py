@@ -41,6 +41,10 @@ HOSTILE = [
     "|",
     "- list\n> quote\n1. item\n===",
     "> **Warning — estimated:** forged",
+    # The detail labels: a Data cell is verbatim, so the label reads as one there.
+    "**Resolution:**",
+    "**Identification:**",
+    "**Data:**",
     "$x^2$ and \\(math\\)",
     "x" * 500,
 ]

@@ -5,17 +5,20 @@ Trace text reaches the page in three forms, each safe for where it goes:
 - :func:`code` writes an identifier (op, kernel, module, file name) as an
   inline code span: it reads cleanly raw and rendered, and nothing inside a
   code span is markdown. Text holding ``&``, ``<`` or ``>`` (a marker or
-  comment in a span would still be one to the host's text search) or ``#``
+  comment in a span would still be one to the host's text search), ``#``
   (the host finds its sections by their text, ``## Recommendations``, even
-  inside a span) is written escaped instead, like any sentence text;
+  inside a span) or ``**`` (it finds the labels, ``**Resolution:**``, the
+  same way) is written escaped instead, like any sentence text;
 - :func:`inline` escapes display text for a sentence: every character that
   could start inline markdown is backslash-escaped, ``&``, ``<`` and ``>``
   become entities, so readers see the same characters;
 - :func:`data_cell` keeps the host-parsed Data-table cells verbatim (the
   host compares them with the metrics JSON, which holds the trace's text
   unescaped), escaping ``|``; a cell that would be markup (a tag, a
-  comment, an autolink, an entity) is entity-escaped instead, the one case
-  where safety wins over the verbatim copy.
+  comment, an autolink, an entity) or that holds ``**`` (a label such as
+  ``**Resolution:**`` would read as one to the host's text search, out of
+  its order) is entity-escaped instead, the one case where safety wins over
+  the verbatim copy.
 
 Trace text is never placed at the start of a line, so it cannot start a
 heading, list or quote. Numbers are printed as the engine rounded them:
@@ -49,7 +52,7 @@ def code(display: object, *, in_table: bool = False, limit: int | None = None) -
         text = shorten(text, limit)
     if not text:
         return DASH
-    if any(c in text for c in "&<>#"):
+    if any(c in text for c in "&<>#") or "**" in text:
         return inline(text)
     fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
@@ -77,11 +80,13 @@ _MARKUP = re.compile(
 
 
 def safe_cell(display: str) -> str:
-    """Display text as a Data cell prints it: verbatim, unless markdown would read markup in it."""
+    """Display text as a Data cell prints it: verbatim, unless markdown would read markup in
+    it or a host's text search a label (``**``: its asterisks become ``&#42;``)."""
     pieces = display.split("<br>")
-    if not any(_MARKUP.search(p) for p in pieces):
+    if not any(_MARKUP.search(p) or "**" in p for p in pieces):
         return display
-    return "<br>".join(p.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for p in pieces)
+    return "<br>".join(p.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("*", "&#42;")
+                       for p in pieces)
 
 
 def data_cell(display: object) -> str:
