@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -144,6 +145,17 @@ def _header_line(data: bytes) -> bytes:
 
 def _data_line(data: bytes) -> bytes:
     return data.split(b"\n", 1)[1]
+
+
+def cut_in_unread_quoted_cell(out: Path) -> None:
+    """The file ends inside the quoted ``trunc_kernel_details`` cell of its last row, a column
+    the analysis does not read: the cells it reads are whole."""
+    path = at(out, CSV)
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    col = rows[0].index("trunc_kernel_details")
+    head = io.StringIO()
+    csv.writer(head, lineterminator="\n").writerows(rows[:-1] + [rows[-1][:col]])
+    path.write_text(head.getvalue().rstrip("\n") + ',"' + rows[-1][col][:10], encoding="utf-8")
 
 
 def duplicate_header_column(out: Path) -> None:
@@ -383,6 +395,8 @@ CASES = [
          "got 'Kernel Time (µs)_sum'"),
     Case("csv-truncated-in-quoted-cell", raw_csv(lambda d: d[:-200]), "ERROR", CSV, says="looks truncated",
          cli=True),
+    Case("csv-truncated-in-unread-quoted-cell", cut_in_unread_quoted_cell, "OK", CSV, "row 1",
+         "looks truncated"),
     Case("csv-truncated-mid-row", raw_csv(lambda d: _header_line(d) + _data_line(d)[:300]), "ERROR", CSV,
          f"row 1, column '{TIME}'", "got ''"),
     Case("csv-ragged-long-row", raw_csv(lambda d: d + _data_line(d).rstrip(b"\n") + b",extra\n"), "ERROR", CSV,
