@@ -5,6 +5,8 @@ Every number printed here is a field of the metrics; nothing is recomputed.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from jarvis_moe.findings.text import (
     DASH, bound_label, code, count, inline, joined, num, pct, peak, plural, table,
 )
@@ -168,6 +170,20 @@ def operations(m: MetricsOk, max_rows: int) -> list[str]:
     return lines
 
 
+# The operations list op_ref last indexed: a page names ops hundreds of times.
+_REF_INDEX: list[tuple[list[Operation], Counter[str], dict[int, int]]] = []
+
+
+def _ref_index(ops: list[Operation]) -> tuple[Counter[str], dict[int, int]]:
+    """How many ops carry each display name, and each op's position (by identity) in ``ops``."""
+    if not _REF_INDEX or _REF_INDEX[0][0] is not ops or len(_REF_INDEX[0][2]) != len(ops):
+        positions: dict[int, int] = {}
+        for i, op in enumerate(ops):
+            positions.setdefault(id(op), i)  # the first place, as a scan finds it
+        _REF_INDEX[:] = [(ops, Counter(op.display_name for op in ops), positions)]
+    return _REF_INDEX[0][1], _REF_INDEX[0][2]
+
+
 def op_ref(m: MetricsOk, op: Operation) -> str:
     """An op as sentences name it: its name, or its row of the operations table when names repeat.
 
@@ -175,10 +191,11 @@ def op_ref(m: MetricsOk, op: Operation) -> str:
     lists one op at decode and at prefill shapes: ``#3 (up, decode-like)``
     says which one without repeating a long name.
     """
-    if sum(1 for other in m.operations if other.display_name == op.display_name) < 2 or op.moe is None:
+    names, positions = _ref_index(m.operations)
+    if names[op.display_name] < 2 or op.moe is None:
         return code(op.display_name, limit=70)
     where = f"{op.moe.kind}, {phase_label(op.moe.phase)}"
-    index = next(i for i, other in enumerate(m.operations) if other is op)
+    index = positions[id(op)]
     rows = m.options.max_table_ops
     return f"#{index + 1} ({where})" if index < rows else f"{code(op.display_name, limit=70)} ({where})"
 
