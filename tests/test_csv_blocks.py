@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from csvbuild import write_output_dir
 from jarvis_moe.engine import cells, csv_blocks, read_csv
 from jarvis_moe.engine.contract import CategoryPaths
-from jarvis_moe.engine.csv_blocks import _record_end, read_blocks, record_blocks
+from jarvis_moe.engine.csv_blocks import _record_end, quotes_in, read_blocks, record_blocks
 from jarvis_moe.engine.load import load_inputs
 from jarvis_moe.errors import ContractError
 
@@ -40,6 +40,19 @@ def test_the_record_end_is_the_last_line_end_outside_quotes():
     assert _record_end(b'1,2\n3,"x\ny', b"\n") == 4
     assert _record_end(b'1,"a""b"\n2', b"\n") == 9  # a doubled quote keeps the count even
     assert _record_end(b'1,"open\nstill', b"\n") == 0
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=200), quotes=st.lists(st.integers(0, 199), max_size=40),
+       slice_bytes=st.integers(1, 64))
+def test_quotes_are_counted_as_bytes_count_counts_them(monkeypatch, data, quotes, slice_bytes):
+    # Slices of 1 to 64 bytes: the quotes of every slice and of the last, partial one are counted.
+    raw = bytearray(data)
+    for i in quotes:
+        if i < len(raw):
+            raw[i] = ord('"')
+    monkeypatch.setattr(csv_blocks, "COUNT_SLICE", slice_bytes)
+    assert quotes_in(bytes(raw)) == bytes(raw).count(b'"')
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
