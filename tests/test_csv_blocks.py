@@ -147,15 +147,37 @@ def test_blank_records_are_those_whose_every_cell_is_blank(rows, text_time):
     assert kept.get_column("__row").to_list() == list(range(1, len(expected) + 1))
 
 
-@pytest.mark.parametrize("threads, merged", [(1, 2), (3, 5)])
-def test_any_number_of_parsing_threads_and_merges_reads_the_same_rows(tmp_path, monkeypatch, threads, merged):
-    # 200 rows in blocks of 40 bytes: dozens of blocks, parsed on 1 or 3 threads, merged every 2 or 5.
+@pytest.mark.parametrize("threads, merged, merged_rows", [(1, 2, 1000), (3, 5, 1000), (2, 1000, 7)])
+def test_any_number_of_parsing_threads_and_merges_reads_the_same_rows(tmp_path, monkeypatch, threads, merged,
+                                                                      merged_rows):
+    # 200 rows in blocks of 40 bytes: dozens of blocks, parsed on 1 to 3 threads, merged every 2 or 5
+    # blocks, or every 7 rows.
     path = tmp_path / "t.csv"
     _write(path, [[str(i), f"x\n{i % 7}", "a,b" if i % 3 else ""] for i in range(200)])
     monkeypatch.setattr(csv_blocks, "MAX_PARSE_THREADS", threads)
     monkeypatch.setattr(csv_blocks, "MERGED_PARTS", merged)
+    monkeypatch.setattr(csv_blocks, "MERGED_ROWS", merged_rows)
     schema = {"column_1": pl.String, "column_2": pl.Categorical, "column_3": pl.String}
     whole = pl.read_csv(path, schema=schema, **OPTIONS)
     parts = read_blocks(path, schema, OPTIONS, block_bytes=40)
     assert parts.to_dicts() == whole.to_dicts()
     assert parts.get_column("__row").to_list() == list(range(1, 201))
+
+
+def test_the_block_size_grows_with_the_file_within_its_bounds(tmp_path, monkeypatch):
+    # A 64th of the file, within the bounds: 8 MiB up to 512 MiB files, 64 MiB from 4 GiB.
+    assert csv_blocks.block_size(100 << 20) == 8 << 20
+    assert csv_blocks.block_size(1 << 30) == 16 << 20
+    assert csv_blocks.block_size(4 << 30) == 64 << 20
+    # Bounds of 16 and 64 bytes, a quarter of the file: the default reads blocks of 16 to 64 bytes.
+    monkeypatch.setattr(csv_blocks, "BLOCK_BYTES", 16)
+    monkeypatch.setattr(csv_blocks, "MAX_BLOCK_BYTES", 64)
+    monkeypatch.setattr(csv_blocks, "BLOCKS_PER_FILE", 4)
+    path = tmp_path / "t.csv"
+    _write(path, [[str(i), f"x\n{i % 7}", "a,b" if i % 3 else ""] for i in range(60)])
+    blocks = [block for block, _ in record_blocks(path, b"\n")]
+    assert b"".join(blocks) == path.read_bytes()
+    assert len(blocks) > 4  # the file is over 4 x 64 bytes: the upper bound holds
+    assert all(len(block) <= 2 * 64 for block in blocks)
+    schema = {"column_1": pl.String, "column_2": pl.Categorical, "column_3": pl.String}
+    assert read_blocks(path, schema, OPTIONS).to_dicts() == pl.read_csv(path, schema=schema, **OPTIONS).to_dicts()

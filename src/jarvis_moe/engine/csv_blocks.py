@@ -28,9 +28,12 @@ import polars as pl
 from jarvis_moe.engine.contract import MAX_CSV_BYTES
 from jarvis_moe.infile import open_regular
 
-BLOCK_BYTES = 8 << 20
+BLOCK_BYTES = 8 << 20  # the smallest block
+MAX_BLOCK_BYTES = 64 << 20
+BLOCKS_PER_FILE = 64  # a large file is read in about this many blocks
 MAX_PARSE_THREADS = 8  # blocks parsed at once, each with about a block's worth of memory
-MERGED_PARTS = 32  # parsed blocks copied into one piece (about 100 000 rows)
+MERGED_PARTS = 32  # parsed blocks copied into one piece
+MERGED_ROWS = 100_000  # ... or as many as hold this many rows
 TAIL_BYTES = 64 << 10  # where a block's last line end is looked for
 QUOTE = b'"'
 COUNT_SLICE = 1 << 20  # bytes whose quotes are counted at once
@@ -69,18 +72,29 @@ def _record_end(data: bytes | bytearray, eol: bytes) -> int:
     return 0
 
 
-def record_blocks(path: Path, eol: bytes, block_bytes: int = BLOCK_BYTES,
+def block_size(file_bytes: int) -> int:
+    """The block size for a file of ``file_bytes``: a 64th of it, within 8 and 64 MiB.
+
+    Each block costs the reader a fixed amount of work: a large file read in
+    larger blocks takes a tenth less time, for a few blocks more in memory.
+    """
+    return min(MAX_BLOCK_BYTES, max(BLOCK_BYTES, file_bytes // BLOCKS_PER_FILE))
+
+
+def record_blocks(path: Path, eol: bytes, block_bytes: int | None = None,
                   tail_bytes: int = TAIL_BYTES) -> Iterator[tuple[bytes, bool]]:
     """The bytes of ``path`` in blocks that each end at a record's end (the last: at the file's end).
 
     Each block comes with whether it leaves a quote open, which only the last
     one can. Blocks are read at their offsets, each about ``block_bytes``
-    long; a record longer than that is read in a block twice as long. The
-    file is read up to the size it had when it was opened.
+    long (default: :func:`block_size` of the file); a record longer than that
+    is read in a block twice as long. The file is read up to the size it had
+    when it was opened.
     """
     with open_regular(path, MAX_CSV_BYTES) as fh:
         fd = fh.fileno()
         end = os.fstat(fd).st_size
+        block_bytes = block_bytes or block_size(end)
         start, size = 0, block_bytes
         while start < end:
             data = _block_at(fd, (start, size, end), eol, tail_bytes)
@@ -121,7 +135,7 @@ def _block_at(fd: int, span: tuple[int, int, int], eol: bytes, tail_bytes: int) 
 
 def read_blocks(path: Path, schema: dict[str, Any], options: dict[str, Any], eol: str = "\n",
                 per_block: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
-                block_bytes: int = BLOCK_BYTES) -> pl.DataFrame:
+                block_bytes: int | None = None) -> pl.DataFrame:
     """``polars.read_csv(path, schema=schema, **options)``, block by block.
 
     ``options`` are the reader's; ``skip_rows`` applies to the first block
@@ -154,7 +168,7 @@ def read_blocks(path: Path, schema: dict[str, Any], options: dict[str, Any], eol
 
 
 class _Pieces:
-    """Parsed blocks in order, copied into one contiguous piece every ``MERGED_PARTS`` blocks.
+    """Parsed blocks in order, copied into one contiguous piece every ``MERGED_PARTS`` blocks or ``MERGED_ROWS`` rows.
 
     Work over a column of thousands of pieces pays a fixed cost per piece;
     merging as the blocks come keeps each copy to a few blocks' worth.
@@ -163,16 +177,18 @@ class _Pieces:
     def __init__(self) -> None:
         self.merged: list[pl.DataFrame] = []
         self.recent: list[pl.DataFrame] = []
+        self.rows = 0  # in ``recent``
 
     def add(self, part: pl.DataFrame) -> None:
         self.recent.append(part)
-        if len(self.recent) == MERGED_PARTS:
+        self.rows += part.height
+        if len(self.recent) >= MERGED_PARTS or self.rows >= MERGED_ROWS:
             self._merge()
 
     def _merge(self) -> None:
         if self.recent:
             self.merged.append(pl.concat(self.recent, how="vertical", rechunk=True))
-            self.recent = []
+            self.recent, self.rows = [], 0
 
     def frame(self) -> pl.DataFrame:
         self._merge()
