@@ -29,7 +29,11 @@ from jarvis_moe.engine.contract import MAX_CSV_BYTES
 from jarvis_moe.infile import open_regular
 
 BLOCK_BYTES = 8 << 20  # the smallest block
-MAX_BLOCK_BYTES = 64 << 20
+# The largest: under the 32 MiB up to which glibc's allocator serves large
+# buffers from memory it keeps and reuses. A larger buffer is a fresh mapping
+# whose every page the kernel must fault in and zero: reading a 2.6 GB file
+# in 64 MiB blocks took 1.6 s of processor time against 0.5 s in 24 MiB ones.
+MAX_BLOCK_BYTES = 24 << 20
 BLOCKS_PER_FILE = 64  # a large file is read in about this many blocks
 MAX_PARSE_THREADS = 8  # blocks parsed at once, each with about a block's worth of memory
 MERGED_PARTS = 32  # parsed blocks copied into one piece
@@ -73,7 +77,7 @@ def _record_end(data: bytes | bytearray, eol: bytes) -> int:
 
 
 def block_size(file_bytes: int) -> int:
-    """The block size for a file of ``file_bytes``: a 64th of it, within 8 and 64 MiB.
+    """The block size for a file of ``file_bytes``: a 64th of it, within 8 and 24 MiB.
 
     Each block costs the reader a fixed amount of work: a large file read in
     larger blocks takes a tenth less time, for a few blocks more in memory.
