@@ -67,13 +67,15 @@ def analyse(output_dir: Path, *, category: str, scope: str = "standalone",
         once into an :class:`~jarvis_moe.options.Options`; a bad value is an ``ERROR`` (exit 2).
     """
     from jarvis_moe import output
+    from jarvis_moe.collector import collector_paused
     from jarvis_moe.options import OptionsError, build_options
 
     output_dir = Path(output_dir)
     try:
         output.check_output_dir(output_dir)
         opts = build_options(default_options(category), options)
-        return _analyse(output_dir, category, scope, opts)
+        with collector_paused():
+            return _analyse(output_dir, category, scope, opts)
     except ContractError as exc:
         return _write_error(output_dir, category, scope, exc.problem, exc.file, exc.location, str(exc))
     except OptionsError as exc:
