@@ -14,7 +14,7 @@ import os
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from samples import column_facts, fixture_rows
 
@@ -412,3 +412,29 @@ def test_a_frame_without_the_literal_columns_gives_nulls():
     row = frame.select(column_facts(frame)).row(0, named=True)
     assert all(row[f"pp_{key}"] is None for key in PERF_INT_KEYS + PERF_TEXT_KEYS + PERF_FLAG_KEYS)
     assert row["_dims_tokens"] is None and row["input_types"] is None and row["kernels"] is None
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.sampled_from(["('c10::BFloat16', 'Float')", "('Float',)", "None", "('x'"]),
+                               st.integers(0, 40), st.sampled_from(["matrix_bf16", " matrix_fp8 ", ""])),
+                     min_size=1, max_size=60))
+def test_facts_per_cell_are_those_per_combination_of_cells(monkeypatch, rows):
+    # Many combinations of three cells: facts computed once per value of the cell they read
+    # (from 0 combinations on) equal facts computed once per combination (never grouped).
+    from jarvis_moe.engine import cells
+
+    frame = pl.DataFrame({
+        "Input type": [t for t, _, _ in rows],
+        "perf_params": [f"{{'num_tokens': {m}, 'topk': 2}}" for _, m, _ in rows],
+        "Compute Spec": [s for _, _, s in rows],
+    }, schema={"Input type": pl.Categorical, "perf_params": pl.Categorical, "Compute Spec": pl.Categorical})
+    facts_of = [*cells.perf_facts(frame, ("num_tokens", "topk")), cells.type_facts(frame)[0].list.first().alias("t"),
+                cells.text_column(frame, "Compute Spec").str.strip_chars().alias("spec")]
+    keys = ("Input type", "perf_params", "Compute Spec")
+    monkeypatch.setattr(cells, "_GROUPED_FROM", 0)
+    grouped = cells.with_distinct_facts(frame, keys, facts_of)
+    monkeypatch.setattr(cells, "_GROUPED_FROM", 10**9)
+    plain = cells.with_distinct_facts(frame, keys, facts_of)
+    assert grouped.columns == plain.columns
+    assert grouped.to_dicts() == plain.to_dicts()
+    assert grouped.get_column("pp_num_tokens").to_list() == [m or None for _, m, _ in rows]

@@ -330,6 +330,10 @@ def with_distinct_facts(
     return df.join(distinct, on=ids, how="left", nulls_equal=True, maintain_order="left").drop(*present, *ids)
 
 
+# Combinations of cells from which a fact of one cell is computed per value of that cell.
+_GROUPED_FROM = 1024
+
+
 def _with_facts(distinct: pl.DataFrame, id_of: dict[str, str], facts: list[pl.Expr]) -> pl.DataFrame:
     """``distinct`` with ``facts``; a fact that reads one key cell is computed once per value of that cell.
 
@@ -337,6 +341,8 @@ def _with_facts(distinct: pl.DataFrame, id_of: dict[str, str], facts: list[pl.Ex
     distinct values of each (a dtype list shared by every shape of 8 192
     token counts is parsed once, not 8 192 times).
     """
+    if distinct.height < _GROUPED_FROM:  # a few queries more cost more than the facts of so few rows
+        return with_columns_once(distinct, facts)
     by_cell: dict[str, list[pl.Expr]] = {}
     rest: list[pl.Expr] = []
     for fact in facts:
