@@ -10,7 +10,8 @@ collected after it, when the collector runs again.
 
 The pause is counted, so runs on several threads at once pause it once and
 the last to finish restores it; a collector the caller had turned off stays
-off.
+off. The collector is one per process: other threads of a host see it
+paused while a run goes.
 """
 
 from __future__ import annotations
