@@ -181,3 +181,33 @@ def test_the_block_size_grows_with_the_file_within_its_bounds(tmp_path, monkeypa
     assert all(len(block) <= 2 * 64 for block in blocks)
     schema = {"column_1": pl.String, "column_2": pl.Categorical, "column_3": pl.String}
     assert read_blocks(path, schema, OPTIONS).to_dicts() == pl.read_csv(path, schema=schema, **OPTIONS).to_dicts()
+
+
+def test_figures_do_not_depend_on_how_the_file_was_split_into_blocks(tmp_path, monkeypatch):
+    # 3 000 rows of seeded random times: a float sum taken over the reader's pieces would differ in
+    # its last bits between layouts, and with it every op's share of the category.
+    import random
+
+    from jarvis_moe.engine.figures import op_figures
+    from jarvis_moe.manifest import default_options
+    from jarvis_moe.options import build_options
+
+    rng = random.Random(7)
+    rows = [{"name": "vllm::fused_moe", "Kernel Time (µs)_sum": repr(rng.uniform(0.1, 1e6) * 10 ** rng.randint(-3, 6)),
+             "ex_UID": str(i)} for i in range(3000)]
+    paths = CategoryPaths(write_output_dir(tmp_path, rows), "moe_fused")
+    options = build_options(default_options("moe_fused"), {})
+
+    def shares() -> list[float]:
+        inputs = load_inputs(paths)
+        assert inputs is not None
+        figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=options)
+        return figures.sort("__position").get_column("pct_category").to_list()
+
+    whole = shares()
+    # Blocks of 2 KiB (dozens of rows), merged every 3 blocks or 50 rows: hundreds of pieces.
+    monkeypatch.setattr(csv_blocks, "BLOCK_BYTES", 2048)
+    monkeypatch.setattr(csv_blocks, "MAX_BLOCK_BYTES", 2048)
+    monkeypatch.setattr(csv_blocks, "MERGED_PARTS", 3)
+    monkeypatch.setattr(csv_blocks, "MERGED_ROWS", 50)
+    assert shares() == whole

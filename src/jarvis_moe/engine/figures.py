@@ -154,7 +154,10 @@ def op_figures(
     base = _read_facts(inputs_frame)
     lf = _rates(base, _peak_table(base, metadata), metadata.peak_hbm_bw_tbs)
     lf = _efficiency_in_scope(_bound_and_efficiency(lf, base, metadata.peak_hbm_bw_tbs), base, scope)
-    total_us = float(inputs_frame.get_column(TIME_SUM).sum())
+    # Summed in one piece: a sum over several pieces depends in its last bits
+    # on where the reader's blocks ended, and a share on a rounding edge would
+    # print differently for the same file read in other blocks.
+    total_us = float(inputs_frame.get_column(TIME_SUM).rechunk().sum())
     lf = _shares_and_variance(lf, base, options, total_us, metadata.e2e_time_ms)
     return lf.drop("bound_text").sort("time_us", descending=True, maintain_order=True).collect(engine=ENGINE)
 
