@@ -89,11 +89,12 @@ def render(m: MetricsOk | MetricsNoData | MetricsError, plot_name: str | None = 
     if plot_name is not None and not _PLOT_NAME.match(plot_name):
         raise ValueError(f"plot name {plot_name!r} must be a plain file name ending in .svg")
     rows = m.options.max_table_ops
-    parts = [
-        [TITLE], summary.overview(m, plot_name, routing.layer_line(m)), summary.operations(m, rows),
-        routing.routing(m, rows),
-        routing.layer_structure(m, rows), advice.optimisation_paths(m, replay), _warnings(m), _limits(m),
-        cards.recommendations(m, replay.op_indexes() if replay else frozenset()),
-        cards.detailed_analysis(m),
-    ]
+    with summary.indexed(m):
+        parts = [
+            [TITLE], summary.overview(m, plot_name, routing.layer_line(m)), summary.operations(m, rows),
+            routing.routing(m, rows),
+            routing.layer_structure(m, rows), advice.optimisation_paths(m, replay), _warnings(m), _limits(m),
+            cards.recommendations(m, replay.op_indexes() if replay else frozenset()),
+            cards.detailed_analysis(m),
+        ]
     return "\n\n".join("\n".join(p).strip("\n") for p in parts if p) + "\n"

@@ -5,7 +5,10 @@ Every number printed here is a field of the metrics; nothing is recomputed.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from jarvis_moe.findings.text import (
     DASH, bound_label, code, count, inline, joined, num, pct, peak, plural, table,
@@ -170,18 +173,35 @@ def operations(m: MetricsOk, max_rows: int) -> list[str]:
     return lines
 
 
-# The operations list op_ref last indexed: a page names ops hundreds of times.
-_REF_INDEX: list[tuple[list[Operation], Counter[str], dict[int, int]]] = []
+# While a page is rendered: its operations list, how many ops carry each
+# display name and each op's position (a page names ops ~850 times).
+_PAGE = threading.local()
+
+
+@contextmanager
+def indexed(m: MetricsOk) -> Iterator[None]:
+    """Within the block, :func:`op_ref` looks names and positions of ``m``'s ops up once."""
+    ops = m.operations
+    positions: dict[int, int] = {}
+    for i, op in enumerate(ops):
+        positions.setdefault(id(op), i)  # the first place, as a scan finds it
+    previous = getattr(_PAGE, "index", None)
+    _PAGE.index = (ops, Counter(op.display_name for op in ops), positions)
+    try:
+        yield
+    finally:
+        _PAGE.index = previous
 
 
 def _ref_index(ops: list[Operation]) -> tuple[Counter[str], dict[int, int]]:
-    """How many ops carry each display name, and each op's position (by identity) in ``ops``."""
-    if not _REF_INDEX or _REF_INDEX[0][0] is not ops or len(_REF_INDEX[0][2]) != len(ops):
-        positions: dict[int, int] = {}
-        for i, op in enumerate(ops):
-            positions.setdefault(id(op), i)  # the first place, as a scan finds it
-        _REF_INDEX[:] = [(ops, Counter(op.display_name for op in ops), positions)]
-    return _REF_INDEX[0][1], _REF_INDEX[0][2]
+    """The names and positions of ``ops``: from the page being rendered, else counted now."""
+    index = getattr(_PAGE, "index", None)
+    if index is not None and index[0] is ops:
+        return index[1], index[2]
+    positions: dict[int, int] = {}
+    for i, op in enumerate(ops):
+        positions.setdefault(id(op), i)
+    return Counter(op.display_name for op in ops), positions
 
 
 def op_ref(m: MetricsOk, op: Operation) -> str:
