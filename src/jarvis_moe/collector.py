@@ -11,7 +11,8 @@ collected after it, when the collector runs again.
 The pause is counted, so runs on several threads at once pause it once and
 the last to finish restores it; a collector the caller had turned off stays
 off. The collector is one per process: other threads of a host see it
-paused while a run goes.
+paused while a run goes, and a thread that turns it off meanwhile finds it
+on again when the last run ends, as it was when the first began.
 """
 
 from __future__ import annotations
@@ -30,15 +31,18 @@ _was_enabled = False  # whether the first of them found the collector on
 def collector_paused() -> Iterator[None]:
     """Run the body with the cyclic collector off, then restore it as it was."""
     global _paused, _was_enabled
-    with _lock:
-        if _paused == 0:
-            _was_enabled = gc.isenabled()
-            gc.disable()
-        _paused += 1
+    entered = False
     try:
+        with _lock:
+            if _paused == 0:
+                _was_enabled = gc.isenabled()
+            _paused += 1
+            entered = True
+            gc.disable()
         yield
     finally:
-        with _lock:
-            _paused -= 1
-            if _paused == 0 and _was_enabled:
-                gc.enable()
+        if entered:
+            with _lock:
+                _paused -= 1
+                if _paused == 0 and _was_enabled:
+                    gc.enable()

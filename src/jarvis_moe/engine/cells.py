@@ -314,7 +314,8 @@ def with_distinct_facts(
     ``keep`` columns are part of the key and stay; the ``cells`` of ``df``
     are dropped after. ``facts`` read the key columns and the columns of
     ``first``, which are computed before them and not kept (a parsed list
-    that several facts read is parsed once).
+    that several facts read is parsed once). Each fact is computed value by
+    value (no aggregation over rows) and named apart from the key cells.
     """
     present = [c for c in cells if c in df.columns]
     keys = [*keep, *present]
@@ -374,11 +375,15 @@ def with_columns_once(df: pl.DataFrame, exprs: list[pl.Expr]) -> pl.DataFrame:
 
 
 def _cell_id(df: pl.DataFrame, column: str) -> pl.Expr:
-    """An exact integer id of each cell: its code as a categorical.
+    """An exact integer id of each cell: its code as a categorical, else its dense rank.
 
     A text column is cast first: the cast hashes each cell once, where a
     dense rank sorted them (0.27 s against 0.03 s for a million op names).
+    The codes are exact within one frame, not from one frame to the next.
     """
-    if df.schema[column] == pl.Categorical:
+    dtype = df.schema[column]
+    if dtype == pl.Categorical:
         return pl.col(column).to_physical()
-    return pl.col(column).cast(pl.Categorical).to_physical()
+    if dtype == pl.String:
+        return pl.col(column).cast(pl.Categorical).to_physical()
+    return pl.col(column).rank("dense")
