@@ -182,11 +182,8 @@ _PAGE = threading.local()
 def indexed(m: MetricsOk) -> Iterator[None]:
     """Within the block, :func:`op_ref` looks names and positions of ``m``'s ops up once."""
     ops = m.operations
-    positions: dict[int, int] = {}
-    for i, op in enumerate(ops):
-        positions.setdefault(id(op), i)  # the first place, as a scan finds it
     previous = getattr(_PAGE, "index", None)
-    _PAGE.index = (ops, Counter(op.display_name for op in ops), positions)
+    _PAGE.index = (ops, *_count(ops))
     try:
         yield
     finally:
@@ -198,9 +195,13 @@ def _ref_index(ops: list[Operation]) -> tuple[Counter[str], dict[int, int]]:
     index = getattr(_PAGE, "index", None)
     if index is not None and index[0] is ops:
         return index[1], index[2]
+    return _count(ops)
+
+
+def _count(ops: list[Operation]) -> tuple[Counter[str], dict[int, int]]:
     positions: dict[int, int] = {}
     for i, op in enumerate(ops):
-        positions.setdefault(id(op), i)
+        positions.setdefault(id(op), i)  # the first place, as a scan finds it
     return Counter(op.display_name for op in ops), positions
 
 
