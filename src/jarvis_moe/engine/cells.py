@@ -342,7 +342,9 @@ def _with_facts(distinct: pl.DataFrame, id_of: dict[str, str], facts: list[pl.Ex
     distinct values of each (a dtype list shared by every shape of 8 192
     token counts is parsed once, not 8 192 times).
     """
-    if distinct.height < _GROUPED_FROM:  # a few queries more cost more than the facts of so few rows
+    # Few rows: a few queries more cost more than their facts. One cell: its
+    # values are the distinct rows already.
+    if distinct.height < _GROUPED_FROM or len(id_of) == 1:
         return with_columns_once(distinct, facts)
     by_cell: dict[str, list[pl.Expr]] = {}
     rest: list[pl.Expr] = []
@@ -352,8 +354,6 @@ def _with_facts(distinct: pl.DataFrame, id_of: dict[str, str], facts: list[pl.Ex
             by_cell.setdefault(roots[0], []).append(fact)
         else:
             rest.append(fact)
-    if len(by_cell) <= 1 and len(id_of) == 1:  # one cell: its values are the distinct rows already
-        return with_columns_once(distinct, facts)
     order = distinct.columns + [fact.meta.output_name() for fact in facts]
     for cell, cell_facts in by_cell.items():
         key = id_of[cell]

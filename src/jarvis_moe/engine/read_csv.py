@@ -327,10 +327,7 @@ def _drop_duplicate_rows(frame: pl.DataFrame, warnings: list[str]) -> pl.DataFra
     hashes = frame.lazy().select(row_hash).collect(engine="in-memory").to_series()
     if hashes.n_unique() == hashes.len():  # counting distinct hashes is 7x cheaper than marking repeats
         return frame
-    shared = hashes.is_duplicated()
-    if not shared.any():
-        return frame
-    candidates = frame.filter(shared)
+    candidates = frame.filter(hashes.is_duplicated())
     repeats = candidates.filter(pl.struct(data_cols).is_first_distinct().not_()).get_column(ROW)
     n_dup = repeats.len()
     if not n_dup:
