@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator
 import polars as pl
 
 from jarvis_moe.engine.contract import MAX_CSV_BYTES
+from jarvis_moe.heap import heap_kept
 from jarvis_moe.infile import open_regular
 
 BLOCK_BYTES = 8 << 20  # the smallest block
@@ -157,7 +158,7 @@ def read_blocks(path: Path, schema: dict[str, Any], options: dict[str, Any], eol
     block_options = {k: v for k, v in options.items() if k not in ("row_index_name", "row_index_offset")}
     workers = max(1, min(pl.thread_pool_size(), MAX_PARSE_THREADS))
     pieces = _Pieces()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with heap_kept(_size_of(path)), ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque[Future[pl.DataFrame]] = deque()
         for index, (block, unclosed) in enumerate(record_blocks(path, eol.encode(), block_bytes)):
             skip = options.get("skip_rows", 0) if index == 0 else 0
@@ -169,6 +170,14 @@ def read_blocks(path: Path, schema: dict[str, Any], options: dict[str, Any], eol
             pieces.add(future.result())
     frame = pieces.frame()
     return frame.with_row_index(row_index, options.get("row_index_offset", 0)) if row_index else frame
+
+
+def _size_of(path: Path) -> int:
+    """The file's size now, 0 when it cannot be told (the read then says why)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 class _Pieces:
