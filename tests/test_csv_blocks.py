@@ -2,8 +2,9 @@
 
 Blocks end at record ends, found by counting quotes; cells with quoted
 commas, doubled quotes and line breaks must never be cut. The kernel-details
-cells are cut to their kernel names as they are read, and the names read
-from the cut cell are those of the whole one.
+cells are cut to their kernel names as they are read (to nothing where the
+row's call stack names its kernels), and the kernels and library read from
+the cut cells are those of the whole ones.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from csvbuild import write_output_dir
-from jarvis_moe.engine import cells, csv_blocks, read_csv
+from jarvis_moe.engine import cells, csv_blocks, details_cut, read_csv
 from jarvis_moe.engine.contract import CategoryPaths
 from jarvis_moe.engine.csv_blocks import _record_end, quotes_in, read_blocks, record_blocks
 from jarvis_moe.engine.load import load_inputs
@@ -121,7 +122,60 @@ def test_rows_differing_only_in_their_kernel_durations_are_not_repeats(tmp_path)
     # Rows 1 and 3 are the same row; row 2 differs only in a duration of its kernel details.
     assert inputs.frame.get_column("__row").to_list() == [1, 2]
     assert inputs.frame.get_column("kernel_details_summary").to_list() == ["[{'name': 'k'}]"] * 2
-    assert cells.DETAILS_HASH not in inputs.frame.columns
+    assert details_cut.DETAILS_HASH not in inputs.frame.columns
+
+
+STACKS = [
+    None,  # no stack: the details name the kernels
+    "",  # blank
+    "[]",  # no frame at all
+    "['a.py(1): f', 'b.py(2): g', 'fused_moe_kernel']",  # one stack, its kernel last
+    "['a.py(1): f', ['b.py(2): g', 'kernel_a'], ['b.py(3): h', 'kernel_b']]",  # one per kernel
+    "['a.py(1): f', ['b.py(2): g', '  ']]",  # a blank last frame: named, but no kernel
+    "not a list",
+]
+DETAILS = [None, "", "[]", "[{'name': 'triton_fused_moe', 'mean_duration_us': np.float64(1.5)}]",
+           "[{'name': 'ck_moe_stage1', 'count': 2}, {'name': 'aiter::fmoe_int8', 'count': 2}]",
+           "[{'name': 'marlin_moe_wna16', 'mean_duration_us': 9.0}]"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.sampled_from(STACKS), st.sampled_from(DETAILS),
+                               st.sampled_from(["vllm::moe_forward", "fused_moe", "aten::mm"])),
+                     min_size=1, max_size=10))
+def test_kernels_and_libraries_read_from_cut_details_are_those_of_the_whole_cells(tmp_path_factory, rows):
+    root = tmp_path_factory.mktemp("cut")
+    write_output_dir(root, [{"name": name, "Kernel Time (µs)_sum": f"{i + 1}", "ex_UID": str(i),
+                             "call_stack_full": stack or "", "kernel_details_summary": details or ""}
+                            for i, (stack, details, name) in enumerate(rows)])
+    inputs = load_inputs(CategoryPaths(root, "moe_fused"))
+    assert inputs is not None
+    read = inputs.frame
+    whole = pl.read_csv(root / "category_data" / "moe_fused_ops.csv", infer_schema=False)
+    assert read.height == whole.height  # each row has its own ex_UID: no repeats
+    # What the listed ops show, and the library column-wise: the same from the cut cells.
+    assert (read.select(cells.kernel_facts(read)).to_series().to_list()
+            == whole.select(cells.kernel_facts(whole)).to_series().to_list())
+    from jarvis_moe.engine.figures import POSITION, _with_family
+
+    def libraries(frame: pl.DataFrame) -> list:
+        base = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(POSITION), pl.col("name"),
+                            *(c for c in cells.STACK_CELLS if c in frame.columns))
+        return _with_family(base, frame).sort(POSITION).get_column("library").to_list()
+
+    assert libraries(read) == libraries(whole)
+
+
+def test_details_are_cut_to_nothing_where_the_stack_names_the_kernels(tmp_path):
+    named = "['a.py(1): f', 'fused_moe_kernel']"
+    details = "[{'name': 'k', 'mean_duration_us': 1.5}]"
+    rows = [{"name": "fused_moe", "Kernel Time (µs)_sum": "1", "call_stack_full": named,
+             "kernel_details_summary": details},
+            {"name": "fused_moe", "Kernel Time (µs)_sum": "2", "call_stack_full": "",
+             "kernel_details_summary": details}]
+    inputs = load_inputs(CategoryPaths(write_output_dir(tmp_path, rows), "moe_fused"))
+    assert inputs is not None
+    assert inputs.frame.get_column("kernel_details_summary").to_list() == [None, "[{'name': 'k'}]"]
 
 
 blank_or_not = st.sampled_from(["", " ", "\t", "x", " y "])

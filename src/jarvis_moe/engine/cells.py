@@ -26,7 +26,7 @@ from __future__ import annotations
 import ast
 import re
 from itertools import accumulate
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 
@@ -238,8 +238,12 @@ def type_facts(frame: pl.DataFrame) -> list[pl.Expr]:
 
 def stack_kernels(frame: pl.DataFrame) -> pl.Expr:
     """The last frame of each stack of ``call_stack_full``, blanks included."""
-    last_frames = text_column(frame, "call_stack_full").str.extract_all(_LAST_FRAME)
-    return last_frames.list.eval(_unquote(pl.element().str.replace(r"\s*\]$", "")))
+    return last_frames(text_column(frame, "call_stack_full"))
+
+
+def last_frames(stack: pl.Expr) -> pl.Expr:
+    """The last frame of each stack of a ``call_stack_full`` text, blanks included."""
+    return stack.str.extract_all(_LAST_FRAME).list.eval(_unquote(pl.element().str.replace(r"\s*\]$", "")))
 
 
 def detail_kernels(frame: pl.DataFrame) -> pl.Expr:
@@ -257,29 +261,6 @@ def details_cut_to_names(cell: pl.Expr) -> pl.Expr:
     """
     entries = cell.str.extract_all(_DETAIL_NAME).list.join("}, {")
     return pl.concat_str([pl.lit("[{"), entries, pl.lit("}]")])
-
-
-# Hash of each whole kernel-details cell, kept while the rows are checked for
-# exact repeats: rows that differ only in that cell are not repeats.
-DETAILS_HASH = "__details_hash"
-
-
-def details_cutter(column: str, max_bytes: int) -> Callable[[pl.DataFrame], pl.DataFrame]:
-    """For each block of rows as it is read: ``column``'s cells cut to their names, ``DETAILS_HASH`` added.
-
-    A cell over ``max_bytes`` stays whole, for the reader to judge as it
-    judges any other over-long cell.
-    """
-    cell = pl.col(column)
-
-    def cut(part: pl.DataFrame) -> pl.DataFrame:
-        return part.with_columns(
-            cell.hash().alias(DETAILS_HASH),
-            pl.when(cell.str.len_bytes() > max_bytes).then(cell).otherwise(details_cut_to_names(cell))
-            .alias(column),
-        )
-
-    return cut
 
 
 def named(kernels: pl.Expr) -> pl.Expr:

@@ -24,9 +24,9 @@ from jarvis_moe.engine.contract import (
     REPEATED_TEXT_COLUMNS,
     TIME_SUM,
 )
-from jarvis_moe.engine.cells import DETAILS_HASH, details_cutter
 from jarvis_moe.engine.csv_blocks import read_blocks
 from jarvis_moe.engine.csv_header import MAX_NAME_CHARS, CsvHeader
+from jarvis_moe.engine.details_cut import DETAILS_HASH, details_cutter
 from jarvis_moe.errors import ContractError
 from jarvis_moe.infile import open_regular
 from jarvis_moe.safetext import ACTING_PATTERN
@@ -39,6 +39,7 @@ ROW = "__row"  # 1-based data row number in the CSV, kept for messages
 HASHED_COLUMNS = ("name", "Input Dims", "ex_UID")
 MAX_CELL_BYTES = 64 << 10
 DETAILS = "kernel_details_summary"
+STACK = "call_stack_full"
 
 
 def read_rows(path: Path, rel: str, header: CsvHeader, warnings: list[str]) -> pl.DataFrame | None:
@@ -88,7 +89,8 @@ def _read_frame(
         row_index_offset=1,
     )
     details = next((names[i] for i, name in selected.items() if name == DETAILS), None)
-    cut = details_cutter(details, MAX_CELL_BYTES) if details else None
+    stack = next((names[i] for i, name in selected.items() if name == STACK), None)
+    cut = details_cutter(details, MAX_CELL_BYTES, stack) if details else None
     try:
         try:
             frame = read_blocks(path, typed_schema, options, eol, cut)

@@ -1,0 +1,67 @@
+"""What is kept of each ``kernel_details_summary`` cell as the blocks of the ops CSV are read.
+
+The cell differs on every row (it carries each signature's kernel
+durations) and only its kernel names are ever read, and only for the rows
+whose call stack names no kernel. Cutting it as each block is read keeps
+the whole column out of memory; cutting it to nothing where it is not read
+keeps its regex off most rows.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import polars as pl
+
+from jarvis_moe.engine.cells import details_cut_to_names, last_frames
+
+# Hash of each whole kernel-details cell, kept while the rows are checked for
+# exact repeats: rows that differ only in that cell are not repeats.
+DETAILS_HASH = "__details_hash"
+
+
+def details_cutter(column: str, max_bytes: int, stack: str | None = None) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """For each block of rows as it is read: ``column``'s cells cut to what is read of them, ``DETAILS_HASH`` added.
+
+    The kernel names of a details cell are read only where the row's call
+    stack (column ``stack``, when the CSV has one) names no kernel in its
+    last frames (``cells.kernel_facts``, ``figures._with_family``): those
+    cells are cut to their names, the others to nothing, so the regex over
+    a cell that differs on every row runs only where its names are read.
+    The hash is of the whole cell. A cell over ``max_bytes`` stays whole,
+    for the reader to judge as it judges any other over-long cell.
+    """
+    cell = pl.col(column)
+    unnamed: dict[str, bool] = {}  # stack: whether it names no kernel, shared by the blocks
+
+    def cut(part: pl.DataFrame) -> pl.DataFrame:
+        details = part.get_column(column)
+        over = (details.str.len_bytes() > max_bytes).fill_null(False)
+        kept = pl.repeat(None, part.height, dtype=pl.String, eager=True).alias(column)
+        if over.any():
+            kept = details.zip_with(over, kept)
+        rows = (_details_read(part, stack, unnamed) & ~over).arg_true()
+        if not rows.is_empty():
+            kept = kept.scatter(rows, part.select(details_cut_to_names(cell.gather(rows))).to_series())
+        return part.with_columns(details.hash().alias(DETAILS_HASH), kept)
+
+    return cut
+
+
+def _details_read(part: pl.DataFrame, stack: str | None, unnamed: dict[str, bool]) -> pl.Series:
+    """Whether each row's kernel names are read from its details: its stack names no kernel, or it has none.
+
+    ``unnamed`` holds the verdict on each stack seen so far: a trace has a
+    handful, so each is read once, not once per row or per block.
+    """
+    if stack is None:
+        return pl.repeat(True, part.height, eager=True)
+    stacks = part.get_column(stack)
+    distinct = stacks.unique().drop_nulls().cast(pl.String).to_list()
+    new = [text for text in distinct if text not in unnamed]
+    if new:
+        verdicts = pl.select(last_frames(pl.Series(new, dtype=pl.String)).list.len() == 0).to_series()
+        unnamed.update(zip(new, verdicts.to_list()))
+    without = [text for text in distinct if unnamed[text]]
+    read = stacks.is_null()
+    return read | stacks.cast(pl.String).is_in(without) if without else read
