@@ -242,7 +242,7 @@ def test_figures_do_not_depend_on_how_the_file_was_split_into_blocks(tmp_path, m
     # its last bits between layouts, and with it every op's share of the category.
     import random
 
-    from jarvis_moe.engine.figures import op_figures
+    from jarvis_moe.engine.figures import ranked_figures
     from jarvis_moe.manifest import default_options
     from jarvis_moe.options import build_options
 
@@ -255,7 +255,7 @@ def test_figures_do_not_depend_on_how_the_file_was_split_into_blocks(tmp_path, m
     def shares() -> list[float]:
         inputs = load_inputs(paths)
         assert inputs is not None
-        figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=options)
+        figures = ranked_figures(inputs.frame, inputs.metadata, scope="standalone", options=options).frame()
         return figures.sort("__position").get_column("pct_category").to_list()
 
     whole = shares()

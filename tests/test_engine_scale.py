@@ -17,7 +17,7 @@ import pytest
 from conftest import SYNTHETIC, read_metrics
 from csvbuild import write_output_dir
 from jarvis_moe.engine.contract import CategoryPaths
-from jarvis_moe.engine.figures import POSITION, op_figures
+from jarvis_moe.engine.figures import POSITION, ranked_figures
 from jarvis_moe.engine.load import load_inputs
 from jarvis_moe.manifest import default_options
 from jarvis_moe.options import build_options
@@ -84,7 +84,7 @@ def test_kernel_names_come_from_the_call_stack_else_from_the_details(tmp_path):
     rows = [_row(), _row(ex_UID="2", kernel_details_summary="[]"), _row(ex_UID="3", call_stack_full=""),
             _row(ex_UID="4", call_stack_full="[]")]
     inputs = _load(write_output_dir(tmp_path, rows))
-    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=build_options(default_options("moe_fused")))
+    figures = ranked_figures(inputs.frame, inputs.metadata, scope="standalone", options=build_options(default_options("moe_fused"))).frame()
     by_uid = dict(zip(inputs.frame.get_column("ex_UID")[figures.get_column(POSITION)], figures.get_column("library")))
     # The stack's last frame is a Triton MoE kernel; the details name an AITER one.
     assert by_uid == {"1": "Triton", "2": "Triton", "3": "AITER", "4": "AITER"}
@@ -93,14 +93,14 @@ def test_kernel_names_come_from_the_call_stack_else_from_the_details(tmp_path):
 def test_token_counts_fall_back_to_input_dims(tmp_path):
     rows = [_row(), _row(ex_UID="2", perf_params="", **{"Input Dims": "((4096, 4096), (8, 28672, 4096))"})]
     inputs = _load(write_output_dir(tmp_path, rows))
-    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=build_options(default_options("moe_fused")))
+    figures = ranked_figures(inputs.frame, inputs.metadata, scope="standalone", options=build_options(default_options("moe_fused"))).frame()
     assert sorted(figures.get_column("num_tokens").to_list()) == [16, 4096]
 
 
 def test_figures_hold_no_long_text_and_point_back_to_their_rows(tmp_path):
     rows = [_row(ex_UID=str(i), **{"Kernel Time (µs)_sum": str(10.0 * (i % 3 + 1))}) for i in range(6)]
     inputs = _load(write_output_dir(tmp_path, rows))
-    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=build_options(default_options("moe_fused")))
+    figures = ranked_figures(inputs.frame, inputs.metadata, scope="standalone", options=build_options(default_options("moe_fused"))).frame()
     assert not {"call_stack_full", "kernel_details_summary", "Input Dims", "perf_params"} & set(figures.columns)
     times = inputs.frame.get_column("Kernel Time (µs)_sum")[figures.get_column(POSITION)].to_list()
     assert times == figures.get_column("time_us").to_list() == sorted(times, reverse=True)

@@ -22,7 +22,7 @@ from jarvis_moe.engine import impact
 from jarvis_moe.engine.category import significance
 from jarvis_moe.engine.figures import KERNEL_DTYPE
 from jarvis_moe.engine.contract import CategoryPaths, Metadata
-from jarvis_moe.engine.figures import POSITION, PeakChoice, category_figures, op_figures, resolve_peak
+from jarvis_moe.engine.figures import POSITION, PeakChoice, category_figures, ranked_figures, resolve_peak
 from jarvis_moe.engine.load import Inputs, load_inputs
 from jarvis_moe.manifest import default_options
 from jarvis_moe.options import build_options
@@ -40,7 +40,7 @@ def load(root: Path, category: str = "moe_fused") -> Inputs:
 
 
 def figures_of(inputs: Inputs, scope: str = "standalone") -> pl.DataFrame:
-    return op_figures(inputs.frame, inputs.metadata, scope=scope, options=OPTIONS)
+    return ranked_figures(inputs.frame, inputs.metadata, scope=scope, options=OPTIONS).frame()
 
 
 def by_name(figures: pl.DataFrame, name: str, index: int = 0) -> dict[str, Any]:

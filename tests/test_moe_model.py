@@ -19,7 +19,7 @@ from samples import FIXTURES, MOE_FIXTURES
 from jarvis_moe.engine import cells
 from jarvis_moe.engine.contract import CategoryPaths
 from jarvis_moe.engine.families import BY_KEY, block_from_kernels, block_from_launch
-from jarvis_moe.engine.figures import POSITION, op_figures
+from jarvis_moe.engine.figures import POSITION, ranked_figures
 from jarvis_moe.engine.load import load_inputs
 from jarvis_moe.engine.moe_figures import assumed_block
 from jarvis_moe.engine.moe_model import (
@@ -159,9 +159,9 @@ KEYS = cells.PERF_INT_KEYS + cells.PERF_TEXT_KEYS + cells.PERF_FLAG_KEYS
 def test_flops_and_bytes_reproduce_the_pipeline_on_every_fixture_row(folder, category):
     inputs = load_inputs(CategoryPaths(FIXTURES / folder, category))
     assert inputs is not None
-    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=build_options(default_options(category)))
+    figures = ranked_figures(inputs.frame, inputs.metadata, scope="standalone", options=build_options(default_options(category))).frame()
     rows, shapes = [], []
-    for row in report_rows(figures, inputs.frame, list(range(figures.height))):
+    for row in report_rows(figures, inputs.frame):
         src = inputs.frame.row(row[POSITION], named=True)
         dims = cells.parse_dims(src["Input Dims"])
         family = BY_KEY[row["family"]]

@@ -16,7 +16,7 @@ from samples import FIXTURES, MOE_FIXTURES
 from jarvis_moe.engine import cells
 from jarvis_moe.engine.contract import CategoryPaths
 from jarvis_moe.engine.families import BY_KEY, FAMILIES, ROLES, name_to_key
-from jarvis_moe.engine.figures import POSITION, op_figures
+from jarvis_moe.engine.figures import POSITION, ranked_figures
 from jarvis_moe.engine.load import load_inputs
 from jarvis_moe.engine.operations import report_rows
 from jarvis_moe.engine.shapes import Shape, infer_shape, settle_siblings
@@ -322,9 +322,9 @@ def fixture_shapes(folder: str, category: str) -> list[tuple[dict, Shape | None]
     """(figures row, settled shape) of every row of a fixture, as the engine reads them."""
     inputs = load_inputs(CategoryPaths(FIXTURES / folder, category))
     assert inputs is not None
-    figures = op_figures(inputs.frame, inputs.metadata, scope="standalone", options=build_options(default_options(category)))
+    figures = ranked_figures(inputs.frame, inputs.metadata, scope="standalone", options=build_options(default_options(category))).frame()
     rows, shapes = [], []
-    for row in report_rows(figures, inputs.frame, list(range(figures.height))):
+    for row in report_rows(figures, inputs.frame):
         family = BY_KEY[row["family"]]
         dims = cells.parse_dims(inputs.frame.get_column("Input Dims")[row[POSITION]])
         shape = infer_shape(family, {k: row[f"pp_{k}"] for k in KEYS}, dims, row["input_types"], row["num_tokens"])

@@ -15,7 +15,7 @@ import polars as pl
 from jarvis_moe.engine import category as cat
 from jarvis_moe.engine import impact, levers
 from jarvis_moe.engine.moe_block import moe_block
-from jarvis_moe.engine.figures import category_figures, op_figures
+from jarvis_moe.engine.figures import category_figures, ranked_figures
 from jarvis_moe.engine.load import Inputs
 from jarvis_moe.engine.moe_figures import Context
 from jarvis_moe.engine.operations import (
@@ -25,6 +25,10 @@ from jarvis_moe.metrics import CategorySpecific, Finding, ImpactEstimate, Metric
 from jarvis_moe.options import Options
 
 _ESTIMATE_INPUT = ("name", "time_us", "time_ms", "efficiency", "is_anomaly", "bound", "library", "pct_total")
+# The figures read over every op, in rank order (the estimates, the sums of
+# the category, its phases, the rest of the table, the trace-2 totals); the
+# listed ops read every column, of their rows only.
+_RANKED_COLUMNS = (*_ESTIMATE_INPUT, "count", "num_tokens", "t2_us")
 _RECORD_COLUMNS = ("idx", "name", "type", "estimate_method", "impact_score", "impact_score_low",
                    "impact_score_high", "efficiency", "bound", "library", "time_ms", "pct_total")
 
@@ -67,7 +71,8 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Options
                   generated_by: str) -> MetricsOk:
     """The metrics of a category whose CSV has rows (status OK)."""
     meta = inputs.metadata
-    figures = op_figures(inputs.frame, meta, scope=scope, options=options)
+    ranked = ranked_figures(inputs.frame, meta, scope=scope, options=options)
+    figures = ranked.columns(_RANKED_COLUMNS)
     e2e = meta.e2e_time_ms
     if scope == "comparative" and figures.get_column("t2_us").is_null().all():
         inputs.warnings.append(
@@ -75,7 +80,7 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Options
             "'speedup (trace2/trace1)'): no op can be compared and no finding is ranked; rerun with "
             "--comparison-scope standalone")
     # Only the columns the estimates read: their filters and sorts move a
-    # few narrow columns, not every figure.
+    # few narrow columns.
     est = impact.estimates(figures.select(_ESTIMATE_INPUT), scope=scope, e2e_ms=e2e)
     groups = impact.findings(est, max_members=options.max_finding_members)
 
@@ -86,7 +91,7 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Options
     ctx = Context(peak_tbs=meta.peak_hbm_bw_tbs, noise=measurement_noise(options), options=options,
                   platform=meta.platform)
     max_chain = options.max_call_chain_ops
-    items = prepare(report_rows(figures, inputs.frame, listed))
+    items = prepare(report_rows(ranked.rows(listed), inputs.frame))
     operations = [operation(item, moe, scope=scope, with_call_chain=pos < max_chain,
                             warn_pct=options.efficiency_warn_pct)
                   for pos, (item, moe) in enumerate(zip(items, listed_moe(items, ctx)))]

@@ -31,6 +31,7 @@ from jarvis_moe.engine.cells import (
 from jarvis_moe.engine.contract import FLOAT_COLUMNS, TIME_SUM, Metadata
 from jarvis_moe.engine.families import BY_KEY, name_to_key
 from jarvis_moe.engine.libraries import library_expr, name_library
+from jarvis_moe.engine.ranking import Ranked
 from jarvis_moe.options import Options
 
 COMPARATIVE = "comparative"
@@ -128,16 +129,10 @@ def _first_float(frame: pl.DataFrame, *cols: str) -> pl.Expr:
     return pl.coalesce(present) if len(present) > 1 else present[0]
 
 
-def op_figures(
-    inputs_frame: pl.DataFrame,
-    metadata: Metadata,
-    *,
-    scope: str,
-    options: Options,
-) -> pl.DataFrame:
-    """Every per-op figure of §2, one row per signature, sorted by time.
+def ranked_figures(inputs_frame: pl.DataFrame, metadata: Metadata, *, scope: str, options: Options) -> Ranked:
+    """Every per-op figure of §2, one row per signature, with the order by time.
 
-    The result is narrow: the op name, the number columns of the input and
+    The frame is narrow: the op name, the number columns of the input and
     the figures, not the long literal cells. ``POSITION`` is the row's
     position in ``inputs_frame``, where the caller finds those cells for the
     few rows it reports; sorting and filtering the figures therefore never
@@ -159,7 +154,7 @@ def op_figures(
     # print differently for the same file read in other blocks.
     total_us = float(inputs_frame.get_column(TIME_SUM).rechunk().sum())
     lf = _shares_and_variance(lf, base, options, total_us, metadata.e2e_time_ms)
-    return lf.drop("bound_text").sort("time_us", descending=True, maintain_order=True).collect(engine=ENGINE)
+    return Ranked.by_time(lf.drop("bound_text").collect(engine=ENGINE))
 
 
 def _read_facts(src: pl.DataFrame) -> pl.DataFrame:

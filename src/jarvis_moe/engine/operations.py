@@ -37,11 +37,10 @@ class Listed:
     shape: Shape | None = None
 
 
-def report_rows(figures: pl.DataFrame, frame: pl.DataFrame, listed: list[int]) -> list[dict[str, Any]]:
-    """The figures of the listed rows, each with its literal cells from the input."""
-    if not listed:
+def report_rows(picked: pl.DataFrame, frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """The figures of the listed rows (``picked``), each with its literal cells from the input (``frame``)."""
+    if picked.is_empty():
         return []
-    picked = figures[listed]
     parsed = ("perf_params", *cells.KERNEL_CELLS)
     present = [c for c in (*REPORT_CELLS, *parsed) if c in frame.columns]
     # "name" is always there and keeps the row count when no other cell is.
