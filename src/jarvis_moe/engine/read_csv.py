@@ -234,8 +234,11 @@ def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.Data
     present = [c for c in FLOAT_COLUMNS if c in frame.columns]
     numbers, filled = _parse_numbers(frame, present)
     numbers = _blank_bad_cells(frame, numbers, present, filled, rel, warnings)
-    # -0 + 0.0 is 0.0: a "-0" cell is printed and stored as 0.
-    return frame.with_columns(numbers.select(pl.all() + 0.0).get_columns())
+    # -0 + 0.0 is 0.0: a "-0" cell is printed and stored as 0. Only a column
+    # with a zero can hold one; the others are kept as they are (x + 0.0 is x).
+    zeros = numbers.select((pl.all() == 0).any()).row(0, named=True)
+    return frame.with_columns(numbers.select(pl.col(c) + 0.0 if zeros[c] else pl.col(c) for c in present)
+                              .get_columns())
 
 
 def _refuse_empty_names(frame: pl.DataFrame, rel: str) -> None:
