@@ -178,6 +178,34 @@ def test_details_are_cut_to_nothing_where_the_stack_names_the_kernels(tmp_path):
     assert inputs.frame.get_column("kernel_details_summary").to_list() == [None, "[{'name': 'k'}]"]
 
 
+def test_details_are_read_where_the_stack_is_too_long_to_be_kept(tmp_path):
+    # The reader treats an over-long stack as unknown: the kernels then come from the details.
+    long_stack = "['" + "a.py(1): f', '" * 6000 + "fused_moe_kernel']"
+    assert len(long_stack) > read_csv.MAX_CELL_BYTES
+    rows = [{"name": "fused_moe", "Kernel Time (µs)_sum": "1", "call_stack_full": long_stack,
+             "kernel_details_summary": "[{'name': 'triton_k', 'mean_duration_us': 1.5}]"}]
+    inputs = load_inputs(CategoryPaths(write_output_dir(tmp_path, rows), "moe_fused"))
+    assert inputs is not None
+    frame = inputs.frame
+    assert frame.get_column("call_stack_full").to_list() == [None]
+    assert frame.select(cells.kernel_facts(frame)).to_series().to_list() == [["triton_k"]]
+
+
+def test_a_file_with_more_stacks_than_are_kept_judges_each_block_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(details_cut, "MAX_STACKS_KEPT", 2)
+    rows = [{"name": "fused_moe", "Kernel Time (µs)_sum": f"{i + 1}", "ex_UID": str(i),
+             "call_stack_full": f"['a.py({i}): f', 'kernel_{i}']" if i % 3 else "[]",
+             "kernel_details_summary": f"[{{'name': 'detail_{i}'}}]"} for i in range(12)]
+    root = write_output_dir(tmp_path, rows)
+    monkeypatch.setattr(csv_blocks, "BLOCK_BYTES", 64)
+    monkeypatch.setattr(csv_blocks, "MAX_BLOCK_BYTES", 64)
+    inputs = load_inputs(CategoryPaths(root, "moe_fused"))
+    assert inputs is not None
+    frame = inputs.frame
+    assert frame.select(cells.kernel_facts(frame)).to_series().to_list() == [
+        [f"kernel_{i}"] if i % 3 else [f"detail_{i}"] for i in range(12)]
+
+
 blank_or_not = st.sampled_from(["", " ", "\t", "x", " y "])
 
 

@@ -29,7 +29,9 @@ def details_cutter(column: str, max_bytes: int, stack: str | None = None) -> Cal
     cells are cut to their names, the others to nothing, so the regex over
     a cell that differs on every row runs only where its names are read.
     The hash is of the whole cell. A cell over ``max_bytes`` stays whole,
-    for the reader to judge as it judges any other over-long cell.
+    for the reader to judge as it judges any other over-long cell; a stack
+    over ``max_bytes``, which the reader will treat as unknown, names no
+    kernel.
     """
     cell = pl.col(column)
     unnamed: dict[str, bool] = {}  # stack: whether it names no kernel, shared by the blocks
@@ -40,7 +42,7 @@ def details_cutter(column: str, max_bytes: int, stack: str | None = None) -> Cal
         kept = pl.repeat(None, part.height, dtype=pl.String, eager=True).alias(column)
         if over.any():
             kept = details.zip_with(over, kept)
-        rows = (_details_read(part, stack, unnamed) & ~over).arg_true()
+        rows = (_details_read(part, stack, unnamed, max_bytes) & ~over).arg_true()
         if not rows.is_empty():
             kept = kept.scatter(rows, part.select(details_cut_to_names(cell.gather(rows))).to_series())
         return part.with_columns(details.hash().alias(DETAILS_HASH), kept)
@@ -48,20 +50,28 @@ def details_cutter(column: str, max_bytes: int, stack: str | None = None) -> Cal
     return cut
 
 
-def _details_read(part: pl.DataFrame, stack: str | None, unnamed: dict[str, bool]) -> pl.Series:
+MAX_STACKS_KEPT = 4096  # verdicts kept from block to block
+
+
+def _details_read(part: pl.DataFrame, stack: str | None, unnamed: dict[str, bool], max_bytes: int) -> pl.Series:
     """Whether each row's kernel names are read from its details: its stack names no kernel, or it has none.
 
     ``unnamed`` holds the verdict on each stack seen so far: a trace has a
-    handful, so each is read once, not once per row or per block.
+    handful, so each is read once, not once per row or per block (a file
+    with thousands is judged block by block).
     """
     if stack is None:
         return pl.repeat(True, part.height, eager=True)
     stacks = part.get_column(stack)
     distinct = stacks.unique().drop_nulls().cast(pl.String).to_list()
     new = [text for text in distinct if text not in unnamed]
+    if new and len(unnamed) + len(new) > MAX_STACKS_KEPT:
+        unnamed.clear()
+        new = distinct
     if new:
         verdicts = pl.select(last_frames(pl.Series(new, dtype=pl.String)).list.len() == 0).to_series()
-        unnamed.update(zip(new, verdicts.to_list()))
+        unnamed.update((text, none or len(text.encode("utf-8")) > max_bytes)
+                       for text, none in zip(new, verdicts.to_list()))
     without = [text for text in distinct if unnamed[text]]
     read = stacks.is_null()
     return read | stacks.cast(pl.String).is_in(without) if without else read
