@@ -421,7 +421,7 @@ def test_a_frame_without_the_literal_columns_gives_nulls():
 def test_facts_per_cell_are_those_per_combination_of_cells(monkeypatch, rows):
     # Many combinations of three cells: facts computed once per value of the cell they read
     # (from 0 combinations on) equal facts computed once per combination (never grouped).
-    from jarvis_moe.engine import cells
+    from jarvis_moe.engine import cells, distinct
 
     frame = pl.DataFrame({
         "Input type": [t for t, _, _ in rows],
@@ -431,10 +431,10 @@ def test_facts_per_cell_are_those_per_combination_of_cells(monkeypatch, rows):
     facts_of = [*cells.perf_facts(frame, ("num_tokens", "topk")), cells.type_facts(frame)[0].list.first().alias("t"),
                 cells.text_column(frame, "Compute Spec").str.strip_chars().alias("spec")]
     keys = ("Input type", "perf_params", "Compute Spec")
-    monkeypatch.setattr(cells, "_GROUPED_FROM", 0)
-    grouped = cells.with_distinct_facts(frame, keys, facts_of)
-    monkeypatch.setattr(cells, "_GROUPED_FROM", 10**9)
-    plain = cells.with_distinct_facts(frame, keys, facts_of)
+    monkeypatch.setattr(distinct, "_GROUPED_FROM", 0)
+    grouped = distinct.with_distinct_facts(frame, keys, facts_of)
+    monkeypatch.setattr(distinct, "_GROUPED_FROM", 10**9)
+    plain = distinct.with_distinct_facts(frame, keys, facts_of)
     assert grouped.columns == plain.columns
     assert grouped.to_dicts() == plain.to_dicts()
     assert grouped.get_column("pp_num_tokens").to_list() == [m or None for _, m, _ in rows]

@@ -26,9 +26,9 @@ from jarvis_moe.engine.cells import (
     stack_kernels,
     text_column,
     type_facts,
-    with_distinct_facts,
 )
 from jarvis_moe.engine.contract import FLOAT_COLUMNS, TIME_SUM, Metadata
+from jarvis_moe.engine.distinct import with_distinct_facts
 from jarvis_moe.engine.families import BY_KEY, name_to_key
 from jarvis_moe.engine.libraries import library_expr, name_library
 from jarvis_moe.engine.ranking import Ranked
