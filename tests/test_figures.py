@@ -383,23 +383,3 @@ def test_an_op_whose_efficiency_is_known_is_not_told_it_is_unknown(tmp_path):
     op = read_metrics(out, "moe_fused")["operations"][0]
     assert op["efficiency"]["efficiency_percent"] == 80.0
     assert not any("efficiency is left unknown" in w for w in op["warnings"])
-
-
-@pytest.mark.parametrize("with_e2e", [True, False])
-def test_estimates_read_texts_only_of_the_ops_they_keep(older_era, with_e2e):
-    # The texts gathered by rank for the kept ops give the estimates the full frame gives.
-    inputs, _ = older_era
-    scope = "standalone"
-    ranked = ranked_figures(inputs.frame, inputs.metadata, scope=scope, options=OPTIONS)
-    e2e = inputs.metadata.e2e_time_ms if with_e2e else None
-    columns = ["time_us", "time_ms", "efficiency", "is_anomaly", "pct_total"]
-    whole = impact.estimates(ranked.columns([*columns, *impact.TEXTS]), scope=scope, e2e_ms=e2e)
-    asked: list[int] = []
-
-    def texts(ranks: pl.Series) -> pl.DataFrame:
-        asked.extend(ranks.to_list())
-        return ranked.at(ranks, impact.TEXTS)
-
-    assert impact.estimates(ranked.columns(columns), scope=scope, e2e_ms=e2e, texts=texts).equals(whole)
-    assert whole.height == (4 if with_e2e else 0)
-    assert sorted(asked) == sorted(whole.get_column("idx").to_list())

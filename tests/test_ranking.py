@@ -37,5 +37,3 @@ def test_the_rows_at_given_ranks_are_those_of_the_sorted_frame(values, data):
     ranks = data.draw(st.lists(st.integers(0, len(values) - 1), max_size=10))
     ranked = Ranked.by_time(frame)
     assert ranked.rows(ranks).equals(ranked.frame()[ranks])
-    at = ranked.at(pl.Series(ranks, dtype=pl.UInt32), ["name", "row"])
-    assert at.equals(ranked.frame()[ranks].select("name", "row"))

@@ -24,11 +24,10 @@ from jarvis_moe.engine.operations import (
 from jarvis_moe.metrics import CategorySpecific, Finding, ImpactEstimate, MetricsOk
 from jarvis_moe.options import Options
 
-_ESTIMATE_INPUT = ("time_us", "time_ms", "efficiency", "is_anomaly", "pct_total")
+_ESTIMATE_INPUT = ("name", "time_us", "time_ms", "efficiency", "is_anomaly", "bound", "library", "pct_total")
 # The figures read over every op, in rank order (the estimates, the sums of
 # the category, its phases, the rest of the table, the trace-2 totals); the
-# estimates read their texts for the ops they keep, the listed ops every
-# column, of their rows only.
+# listed ops read every column, of their rows only.
 _RANKED_COLUMNS = (*_ESTIMATE_INPUT, "count", "num_tokens", "t2_us")
 _RECORD_COLUMNS = ("idx", "name", "type", "estimate_method", "impact_score", "impact_score_low",
                    "impact_score_high", "efficiency", "bound", "library", "time_ms", "pct_total")
@@ -82,8 +81,7 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Options
             "--comparison-scope standalone")
     # Only the columns the estimates read: their filters and sorts move a
     # few narrow columns.
-    est = impact.estimates(figures.select(_ESTIMATE_INPUT), scope=scope, e2e_ms=e2e,
-                           texts=lambda ranks: ranked.at(ranks, impact.TEXTS))
+    est = impact.estimates(figures.select(_ESTIMATE_INPUT), scope=scope, e2e_ms=e2e)
     groups = impact.findings(est, max_members=options.max_finding_members)
 
     cap = options.max_operations_listed

@@ -10,7 +10,6 @@ unmodeled``, ``eff_bucket: unknown``, whatever its member's roofline says.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import polars as pl
@@ -23,32 +22,16 @@ LOW, MID = 0.75, 0.875
 HEURISTIC = (0.15, 0.30, 0.45)
 
 
-TEXTS = ("name", "bound", "library")
-
-
-def estimates(figures: pl.DataFrame, *, scope: str, e2e_ms: float | None,
-              texts: Callable[[pl.Series], pl.DataFrame] | None = None) -> pl.DataFrame:
+def estimates(figures: pl.DataFrame, *, scope: str, e2e_ms: float | None) -> pl.DataFrame:
     """One row per op with an estimate, scores rounded to 2 places.
 
     Columns: ``idx`` (row position in ``figures``), ``estimate_method``,
     ``type``, ``impact_score_low`` / ``impact_score`` / ``impact_score_high``,
     ``group`` (the grouping key as a string) and the fields of the group.
-
-    :param texts: the ``TEXTS`` columns of the ops at some positions of
-        ``figures``, in that order; by default ``figures`` holds them. They
-        are read for the ops that keep an estimate only: most ops of a large
-        trace are too small for one, and gathering a million names costs more
-        than every score.
     """
-    if texts is None:
-        texts = figures.select(TEXTS).__getitem__
-    f = figures.drop(TEXTS, strict=False).with_row_index("idx").filter(pl.col("time_us") > 0)
-
-    def with_texts(part: pl.DataFrame) -> pl.DataFrame:
-        return part.hstack(texts(part.get_column("idx")).get_columns())
-
+    f = figures.with_row_index("idx").filter(pl.col("time_us") > 0)
     if not e2e_ms:
-        return with_texts(f.head(0)).with_columns(
+        return f.head(0).with_columns(
             pl.lit(None, pl.String).alias(c) for c in ("estimate_method", "type", "group", "eff_bucket")
         ).with_columns(
             pl.lit(None, pl.Float64).alias(c) for c in ("impact_score_low", "impact_score", "impact_score_high")
@@ -56,14 +39,14 @@ def estimates(figures: pl.DataFrame, *, scope: str, e2e_ms: float | None,
     share = pl.col("time_ms") / e2e_ms * 100.0
     gap = pl.max_horizontal(pl.lit(0.0), 1.0 - pl.col("efficiency") / 100.0)
     quantified = pl.col("efficiency").is_not_null() & ~pl.col("is_anomaly")
-    q = with_texts(f.filter(quantified).with_columns(
+    q = f.filter(quantified).with_columns(
         estimate_method=pl.lit("quantified"),
         type=pl.lit("kernel_tuning"),
         impact_score_low=(gap * LOW * share).round(2),
         impact_score=(gap * MID * share).round(2),
         impact_score_high=(gap * share).round(2),
         _high_raw=gap * share,
-    ).filter(pl.col("_high_raw") >= MIN_OP_IMPACT).drop("_high_raw"))
+    ).filter(pl.col("_high_raw") >= MIN_OP_IMPACT).drop("_high_raw")
     if scope == COMPARATIVE:
         q = q.with_columns(eff_bucket=pl.lit("all"))
         q = q.with_columns(group=pl.concat_str([pl.col("bound").fill_null("-"), pl.col("library")], separator="|"))
@@ -78,7 +61,7 @@ def estimates(figures: pl.DataFrame, *, scope: str, e2e_ms: float | None,
         )
         low, mid, high = HEURISTIC
         pot = pl.col("pct_total")
-        h = with_texts(f.filter(~quantified & pot.is_not_null())).with_columns(
+        h = f.filter(~quantified & pot.is_not_null()).with_columns(
             estimate_method=pl.lit("heuristic"),
             type=pl.lit("unmodeled_significant"),
             impact_score_low=(pot * low).round(2),
@@ -87,7 +70,7 @@ def estimates(figures: pl.DataFrame, *, scope: str, e2e_ms: float | None,
             eff_bucket=pl.lit("unknown"),
             group=pl.concat_str([pl.lit("op"), pl.col("name")], separator="|"),
         )
-        parts = [q, h.select(q.columns)]
+        parts = [q, h]
     out = pl.concat(parts, how="vertical_relaxed")
     return out.sort(["impact_score", "idx"], descending=[True, False])
 

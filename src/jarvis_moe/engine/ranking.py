@@ -31,10 +31,6 @@ class Ranked:
         """These columns of every op, in rank order."""
         return self.every.select(pl.col(list(names)).gather(self.order))
 
-    def at(self, ranks: pl.Series, names: Sequence[str]) -> pl.DataFrame:
-        """These columns of the ops at these ranks, in the order given."""
-        return self.every.select(pl.col(list(names)).gather(self.order.gather(ranks)))
-
     def rows(self, ranks: Sequence[int]) -> pl.DataFrame:
         """Every column of the ops at these ranks, in the order given."""
         return self.every[self.order.gather(list(ranks))]
