@@ -28,8 +28,13 @@ class Ranked:
         return cls(every, every.select(pl.arg_sort_by("time_us", descending=True, maintain_order=True)).to_series())
 
     def columns(self, names: Sequence[str]) -> pl.DataFrame:
-        """These columns of every op, in rank order."""
-        return self.every.select(pl.col(list(names)).gather(self.order))
+        """These columns of every op, in rank order.
+
+        Each is made one piece first: a gather over a column in the reader's
+        pieces looks each index up piece by piece (0.22 s for a million names
+        in ten pieces, against 0.01 s for the copy into one and its gather).
+        """
+        return self.every.select(names).rechunk().select(pl.all().gather(self.order))
 
     def rows(self, ranks: Sequence[int]) -> pl.DataFrame:
         """Every column of the ops at these ranks, in the order given."""
