@@ -27,9 +27,11 @@ def _reference(rows: list[tuple]) -> tuple[list[int], list[int]]:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(width=st.integers(1, 4), data=st.data(), path=st.sampled_from(["slots", "search", "renumber"]))
+@given(width=st.integers(1, 4), data=st.data(), path=st.sampled_from(["python", "slots", "search", "renumber"]))
 def test_groups_are_those_of_a_dict(monkeypatch, width, data, path):
     rows = data.draw(st.lists(st.tuples(*[ids] * width), max_size=40))
+    if path != "python":  # the frame's queries, not the loop for a few rows
+        monkeypatch.setattr(distinct, "_PYTHON_ROWS", -1)
     if path != "slots":  # no table indexed by the key: every key is found by binary search
         monkeypatch.setattr(distinct, "_SLOTS_MIN", 0)
         monkeypatch.setattr(distinct, "_SLOTS_PER_ROW", 0)
@@ -41,7 +43,9 @@ def test_groups_are_those_of_a_dict(monkeypatch, width, data, path):
     assert (group.to_list(), firsts.to_list()) == _reference(rows)
 
 
-def test_equal_ids_with_a_null_are_one_group_and_a_null_is_not_zero():
+@pytest.mark.parametrize("python_rows", [256, -1])
+def test_equal_ids_with_a_null_are_one_group_and_a_null_is_not_zero(monkeypatch, python_rows):
+    monkeypatch.setattr(distinct, "_PYTHON_ROWS", python_rows)
     frame = pl.DataFrame({"a": [None, 0, None, 0, 7], "b": [1, 1, 1, None, 1]}, schema={"a": pl.UInt32, "b": pl.UInt32})
     group, firsts = distinct_groups(frame)
     assert group.to_list() == [0, 1, 0, 2, 3]
@@ -53,10 +57,12 @@ specs = st.sampled_from(["matrix_bf16", " matrix_fp8 ", "", None])
 
 
 @pytest.mark.parametrize("as_categorical", [True, False])
-@settings(max_examples=60, deadline=None)
+@pytest.mark.parametrize("python_rows", [256, -1])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.tuples(cells_text, specs, st.integers(0, 5), st.sampled_from(["op_a", "op_b", None])),
                      max_size=50))
-def test_facts_are_those_computed_row_by_row(as_categorical, rows):
+def test_facts_are_those_computed_row_by_row(monkeypatch, as_categorical, python_rows, rows):
+    monkeypatch.setattr(distinct, "_PYTHON_ROWS", python_rows)
     text = pl.Categorical if as_categorical else pl.String
     frame = pl.DataFrame(rows, schema={"t": text, "spec": text, "n": pl.Int64, "name": pl.String}, orient="row")
     facts = [pl.col("t").cast(pl.String).str.extract(r"'([^']*)'", 1).alias("first"),

@@ -20,6 +20,9 @@ _GROUPED_FROM = 1024
 _SLOTS_PER_ROW = 4
 _SLOTS_MIN = 1 << 16
 _KEY_LIMIT = 1 << 62
+# Up to this many rows the groups are numbered in Python: a dozen small
+# queries cost more than the loop.
+_PYTHON_ROWS = 256
 
 
 def distinct_groups(ids: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
@@ -29,6 +32,8 @@ def distinct_groups(ids: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
     like any other (two rows with a null in the same column and equal other
     ids are one group).
     """
+    if ids.height <= _PYTHON_ROWS:
+        return _small_groups(ids)
     key = _combined_key(ids)
     firsts = key.arg_unique()
     keys = key.gather(firsts)
@@ -39,6 +44,19 @@ def distinct_groups(ids: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
         return slots.gather(key), firsts
     order = keys.arg_sort()
     return order.gather(keys.gather(order).search_sorted(key)).cast(pl.UInt32), firsts
+
+
+def _small_groups(ids: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """:func:`distinct_groups` by a dict of the rows."""
+    number: dict[tuple, int] = {}
+    firsts: list[int] = []
+    groups = []
+    for i, row in enumerate(ids.iter_rows()):
+        group = number.setdefault(row, len(number))
+        if group == len(firsts):
+            firsts.append(i)
+        groups.append(group)
+    return pl.Series(groups, dtype=pl.UInt32), pl.Series(firsts, dtype=pl.UInt32)
 
 
 def _combined_key(ids: pl.DataFrame) -> pl.Series:
