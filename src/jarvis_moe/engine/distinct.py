@@ -94,7 +94,7 @@ def with_distinct_facts(
     if not keys:
         return df.with_columns(facts)
     ids = [f"__id_{i}" for i in range(len(keys))]
-    id_frame = df.select(_cell_id(df, c).alias(i) for c, i in zip(keys, ids))
+    id_frame = df.select(cell_id(df, c).alias(i) for c, i in zip(keys, ids))
     group, firsts = distinct_groups(id_frame)
     distinct = id_frame[firsts].hstack(df.select(keys)[firsts].get_columns())
     if first:
@@ -143,7 +143,7 @@ def with_columns_once(df: pl.DataFrame, exprs: list[pl.Expr]) -> pl.DataFrame:
     return df.lazy().with_columns(exprs).collect(engine="in-memory")
 
 
-def _cell_id(df: pl.DataFrame, column: str) -> pl.Expr:
+def cell_id(df: pl.DataFrame, column: str) -> pl.Expr:
     """An exact integer id of each cell: its code as a categorical, else its dense rank.
 
     A text column is cast first: the cast hashes each cell once, where a
