@@ -31,6 +31,24 @@ def one_expert(tokens: int, prob: float, block: int) -> list[float]:
     return out
 
 
+def active_distribution_from_start(experts: int, topk: int, tokens: int) -> tuple[tuple[int, float], ...]:
+    """P(X = j) active experts after M tokens, carried token by token from the first, nothing kept between calls."""
+    total = math.comb(experts, topk)
+    dist = {0: 1.0}
+    for _ in range(tokens):
+        new: dict[int, float] = {}
+        for j, p in dist.items():
+            for r in range(max(0, topk - j), min(topk, experts - j) + 1):
+                q = math.comb(experts - j, r) * math.comb(j, topk - r) / total
+                new[j + r] = new.get(j + r, 0.0) + p * q
+        cut = _PRUNE * max(new.values())
+        dist = {j: p for j, p in new.items() if p >= cut}
+        if len(dist) == 1 and experts in dist:
+            break
+    mass = sum(dist.values())
+    return tuple(sorted((j, p / mass) for j, p in dist.items()))
+
+
 def pass_distribution(experts: int, topk: int, tokens: int, block: int) -> tuple[tuple[int, float], ...]:
     """P(P = j) for the passes of one call under uniform routing, the experts convolved one by one."""
     if block >= tokens:

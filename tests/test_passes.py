@@ -15,6 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import passes_reference as reference
+
+import jarvis_moe.engine.passes as passes_module
 from jarvis_moe.engine.passes import (
     _one_expert, active_distribution, expert_interval, fewest_passes, mean_and_sd, most_passes, pass_distribution,
     spread_range,
@@ -88,6 +90,20 @@ def test_distribution_of_two_tokens_by_hand():
     dist = active_distribution(4, 2, 2)
     assert [j for j, _ in dist] == [2, 3, 4]
     assert [p for _, p in dist] == pytest.approx([1 / 6, 4 / 6, 1 / 6])
+
+
+@settings(max_examples=40, deadline=None)
+@given(experts=st.integers(1, 96), data=st.data())
+def test_active_distribution_is_the_same_whatever_token_counts_came_before(experts, data):
+    # The carry is resumed from the nearest token count reached before: asked in any order,
+    # every count gets, bit for bit, what a carry from the first token gives.
+    topk = data.draw(st.integers(1, min(experts, 8)))
+    counts = data.draw(st.lists(st.integers(0, 200), min_size=1, max_size=8))
+    passes_module._carries.clear()
+    active_distribution.cache_clear()
+    for tokens in counts:
+        assert active_distribution(experts, topk, tokens) == \
+            reference.active_distribution_from_start(experts, topk, tokens)
 
 
 @st.composite

@@ -32,6 +32,7 @@ are added by repeated squaring (at most 2·log2 E convolutions, not E).
 from __future__ import annotations
 
 import math
+import threading
 from functools import lru_cache
 from itertools import accumulate, islice, repeat
 from operator import mul, truediv
@@ -89,29 +90,84 @@ def active_distribution(experts: int, topk: int, tokens: int) -> tuple[tuple[int
 
     Exact: a token adding r new experts when j are already hit is
     hypergeometric, C(E − j, r)·C(j, k − r) / C(E, k); the distribution is
-    carried token by token with negligible states dropped.
+    carried token by token with negligible states dropped. The carry is the
+    same whatever token count it is taken to, so it is resumed from the
+    nearest count reached before (:class:`_Carry`): ops of one model at many
+    batch sizes pay for the largest, not for each.
     """
     if tokens > _EXACT_TOKENS:
         return _poisson_distribution(experts, topk, tokens)
-    total = math.comb(experts, topk)
-    moves_of: dict[int, list[tuple[int, float]]] = {}  # j: (j + r, probability), r new experts
-    dist = {0: 1.0}
-    for _ in range(tokens):
-        new: dict[int, float] = {}
-        get = new.get
-        for j, p in dist.items():
-            moves = moves_of.get(j)
-            if moves is None:
-                moves = moves_of[j] = [(j + r, math.comb(experts - j, r) * math.comb(j, topk - r) / total)
-                                       for r in range(max(0, topk - j), min(topk, experts - j) + 1)]
-            for to, q in moves:
-                new[to] = get(to, 0.0) + p * q
-        cut = _PRUNE * max(new.values())
-        dist = {j: p for j, p in new.items() if p >= cut}
-        if len(dist) == 1 and experts in dist:
-            break  # every expert is hit: each further token keeps it so with probability exactly 1.0
+    dist = _carry(experts, topk).after(tokens)
     mass = sum(dist.values())
     return tuple(sorted((j, p / mass) for j, p in dist.items()))
+
+
+_CHECKPOINT_TOKENS = 32  # the carry is kept every this many tokens
+_CARRIES_KEPT = 16  # (E, k) pairs whose carries are kept
+
+
+class _Carry:
+    """The token-by-token distribution of active experts for one (E, k), kept at checkpoints.
+
+    ``after(m)`` starts from the kept state of the most tokens up to ``m``
+    and carries it on exactly as a start from no token would, so its result
+    does not depend on what was asked before. Kept states are never changed.
+    """
+
+    def __init__(self, experts: int, topk: int) -> None:
+        self.experts, self.topk = experts, topk
+        self.total = math.comb(experts, topk)
+        self.moves_of: dict[int, list[tuple[int, float]]] = {}  # j: (j + r, probability), r new experts
+        self.kept: dict[int, dict[int, float]] = {0: {0: 1.0}}  # tokens: the distribution after them
+        self.settled: int | None = None  # tokens after which every expert is hit for certain
+        self.lock = threading.Lock()
+
+    def after(self, tokens: int) -> dict[int, float]:
+        """The (unnormalised) distribution after ``tokens`` tokens."""
+        with self.lock:
+            return self._after(tokens)
+
+    def _after(self, tokens: int) -> dict[int, float]:
+        if self.settled is not None and tokens >= self.settled:
+            return self.kept[self.settled]
+        done = max(t for t in self.kept if t <= tokens)
+        dist = self.kept[done]
+        experts, topk, total, moves_of = self.experts, self.topk, self.total, self.moves_of
+        while done < tokens:
+            new: dict[int, float] = {}
+            get = new.get
+            for j, p in dist.items():
+                moves = moves_of.get(j)
+                if moves is None:
+                    moves = moves_of[j] = [(j + r, math.comb(experts - j, r) * math.comb(j, topk - r) / total)
+                                           for r in range(max(0, topk - j), min(topk, experts - j) + 1)]
+                for to, q in moves:
+                    new[to] = get(to, 0.0) + p * q
+            cut = _PRUNE * max(new.values())
+            dist = {j: p for j, p in new.items() if p >= cut}
+            done += 1
+            if len(dist) == 1 and experts in dist:
+                # every expert is hit: each further token keeps it so with probability exactly 1.0
+                self.kept[done], self.settled = dist, done
+                break
+            if done % _CHECKPOINT_TOKENS == 0:
+                self.kept[done] = dist
+        return dist
+
+
+_carries: dict[tuple[int, int], _Carry] = {}
+_carries_lock = threading.Lock()
+
+
+def _carry(experts: int, topk: int) -> _Carry:
+    """The carry of (E, k), one per pair: runs on several threads share it."""
+    with _carries_lock:
+        carry = _carries.get((experts, topk))
+        if carry is None:
+            if len(_carries) >= _CARRIES_KEPT:
+                _carries.clear()
+            carry = _carries[(experts, topk)] = _Carry(experts, topk)
+        return carry
 
 
 def _poisson_distribution(experts: int, topk: int, tokens: int) -> tuple[tuple[int, float], ...]:
@@ -205,11 +261,12 @@ def _square(a: tuple[int, list[float]]) -> tuple[int, list[float]]:
     """``_convolve(a, a)`` with each pair of distinct terms multiplied once and doubled."""
     start, x = a
     n, rx = len(x), x[::-1]
-    out = []
-    for c in range(2 * n - 1):
-        lo, mid = max(0, c - n + 1), (c + 1) // 2  # the pairs x[i]·x[c − i] with i < c − i
-        twice = 2 * sum(map(mul, x[lo:mid], rx[n - 1 - c + lo:n - 1 - c + mid]))
-        out.append(twice + x[mid] * x[mid] if c % 2 == 0 else twice)
+    # Mass c is twice the sum of x[i]·x[c − i] over i < c − i, from i = 0 while c < n and from
+    # i = c − n + 1 after, plus x[c/2]² when c is even.
+    out = [2 * sum(map(mul, x[:(c + 1) // 2], rx[n - 1 - c:n - 1 - c + (c + 1) // 2])) for c in range(n)]
+    out += [2 * sum(map(mul, x[c - n + 1:(c + 1) // 2], rx[:n - 1 - c + (c + 1) // 2])) for c in range(n, 2 * n - 1)]
+    for c in range(0, 2 * n - 1, 2):
+        out[c] += x[c // 2] * x[c // 2]
     return _trim(2 * start, out)
 
 
