@@ -488,3 +488,14 @@ def test_crossover_at_the_trace_rates_by_hand():
     assert crossover_at_rates(c, None, 4.5) == Crossover(None, "unknown")
     # Already past the knee at its own token count.
     assert crossover_at_rates(c.at_tokens(4096), 540.0, 4.5) == Crossover(None, "compute_bound")
+
+
+@settings(max_examples=50, deadline=None)
+@given(s=shapes(), tokens=st.integers(1, 1 << 20), scales=st.sampled_from([0.0, 0.125]))
+def test_a_cost_at_other_tokens_is_the_replaced_cost_and_leaves_the_original(s, tokens, scales):
+    c = cost(s, None, scales)
+    before = dataclasses.replace(c)
+    at = c.at_tokens(tokens)
+    assert at == dataclasses.replace(c, shape=dataclasses.replace(s, num_tokens=tokens))
+    assert type(at.shape) is Shape and at.shape.num_tokens == tokens
+    assert c == before and c.shape.num_tokens == s.num_tokens
