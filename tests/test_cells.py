@@ -16,12 +16,14 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from samples import column_facts, fixture_rows
+from samples import FIXTURES, column_facts, fixture_rows
 
 from jarvis_moe.engine.cells import (
     PERF_FLAG_KEYS,
     PERF_INT_KEYS,
     PERF_TEXT_KEYS,
+    _PLAIN_DIMS,
+    dims_of,
     parse_call_stack,
     parse_dims,
     parse_literal,
@@ -438,3 +440,52 @@ def test_facts_per_cell_are_those_per_combination_of_cells(monkeypatch, rows):
     assert grouped.columns == plain.columns
     assert grouped.to_dicts() == plain.to_dicts()
     assert grouped.get_column("pp_num_tokens").to_list() == [m or None for _, m, _ in rows]
+
+
+_GAPS = st.sampled_from(["", " ", "  ", "\t", "\n", "\u00a0", " #c\n"])
+
+
+@st.composite
+def _dims_texts(draw):
+    """Input Dims texts near the pipeline's form: sizes, Nones and brackets of either kind, odd gaps and
+    commas, sizes written with leading zeros or signs, shapes nested a level too deep."""
+    def gap():
+        return draw(_GAPS) if draw(st.booleans()) else ""
+
+    def size():
+        return draw(st.sampled_from(["0", "00", "007", "-1", "+3", "1_0", "٣", "2.0"])) if draw(
+            st.integers(0, 9)) == 0 else str(draw(st.integers(0, 10**6)))
+
+    def seq(items, brackets):
+        opening, closing = brackets
+        comma = "," + gap() if draw(st.booleans()) else ""
+        return opening + gap() + ("," + gap()).join(items) + gap() + comma + closing
+
+    def shape():
+        kind = draw(st.integers(0, 9))
+        if kind == 0:
+            return "None"
+        if kind == 1:
+            return seq([seq([size()], "()")], "()")  # a shape inside a shape
+        return seq([size() for _ in range(draw(st.integers(0, 4)))], draw(st.sampled_from(["()", "[]"])))
+
+    return gap() + seq([shape() for _ in range(draw(st.integers(0, 5)))], draw(st.sampled_from(["()", "[]"]))) + gap()
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=_dims_texts())
+def test_dims_read_without_the_parser_are_what_the_parser_reads(text):
+    assert parse_dims(text) == dims_of(parse_literal(text))
+
+
+def test_the_pipelines_dims_are_read_without_the_parser():
+    # The form every fixture writes takes the fast path (and gives the parser's answer).
+    for text in ["((1, 7168), (32, 7168), (256, 512, 7168), (8440,), (), None)", "[[16, 4096], None, ()]",
+                 "((32, 3072), (32, 32), (), ())", "()"]:
+        assert _PLAIN_DIMS.fullmatch(text)
+        assert parse_dims(text) == dims_of(parse_literal(text))
+    fixture_dims = {row["Input Dims"] for path in FIXTURES.glob("*/category_data/moe_*_ops.csv")
+                    for row in pl.read_csv(path, infer_schema=False).to_dicts() if row.get("Input Dims")}
+    plain = [text for text in fixture_dims if _PLAIN_DIMS.fullmatch(text.strip())]
+    assert len(plain) >= 0.9 * len(fixture_dims)
+    assert all(parse_dims(text) == dims_of(parse_literal(text)) for text in fixture_dims)

@@ -105,9 +105,34 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# ``Input Dims`` as the pipeline writes it: a tuple or list of shapes, each a
+# tuple or list of plain decimal sizes or None, spaces and tabs between. Only
+# this form is read without Python's parser, and what it reads is what
+# ``ast.literal_eval`` reads from it; any other text takes the general path.
+_GAP = r"[ \t]*"
+_SIZE = r"(?:0|[1-9][0-9]*)"
+_SIZES = rf"{_SIZE}(?:{_GAP},{_GAP}{_SIZE})*"
+_ONE_SHAPE = (rf"(?:\({_GAP}\)|\({_GAP}{_SIZE}{_GAP},{_GAP}\)|\({_GAP}{_SIZE}(?:{_GAP},{_GAP}{_SIZE})+{_GAP},?{_GAP}\)"
+              rf"|\[{_GAP}(?:{_SIZES}{_GAP},?{_GAP})?\]|None)")
+_SHAPES = rf"{_ONE_SHAPE}(?:{_GAP},{_GAP}{_ONE_SHAPE})*"
+_PLAIN_DIMS = re.compile(rf"\({_GAP}\)|\({_GAP}{_ONE_SHAPE}{_GAP},{_GAP}\)"
+                         rf"|\({_GAP}{_ONE_SHAPE}(?:{_GAP},{_GAP}{_ONE_SHAPE})+{_GAP},?{_GAP}\)"
+                         rf"|\[{_GAP}(?:{_SHAPES}{_GAP},?{_GAP})?\]")
+_SHAPE_IN_DIMS = re.compile(r"[(\[]([^()\[\]]*)[)\]]|None")
+
+
 def parse_dims(text: object) -> tuple[tuple[int, ...], ...] | None:
     """``Input Dims``: one shape per input (``()`` for none), or None."""
-    value = parse_literal(text)
+    if isinstance(text, str) and len(text) <= MAX_CHARS:
+        plain = text.strip()
+        if _PLAIN_DIMS.fullmatch(plain):
+            return tuple(tuple(map(int, re.findall("[0-9]+", m.group(1)))) if m.group(1) is not None else ()
+                         for m in _SHAPE_IN_DIMS.finditer(plain[1:-1]))
+    return dims_of(parse_literal(text))
+
+
+def dims_of(value: object) -> tuple[tuple[int, ...], ...] | None:
+    """The shapes of a parsed ``Input Dims`` cell, or None when it is not one."""
     if not isinstance(value, (tuple, list)):
         return None
     shapes: list[tuple[int, ...]] = []
