@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 
-from jarvis_moe.findings import render
+from jarvis_moe.findings import check, render
 from jarvis_moe.findings.check import FindingsContractError, ensure_findings, split_cells, verify_findings
 from jarvis_moe.run import analyse
 from samples import GPT_OSS_DECODE, REAL_H200, SYNTHETIC_VS, fixture_metrics, no_data, to_json_data
@@ -139,3 +142,35 @@ def test_a_run_whose_page_breaks_the_contract_writes_nothing(tmp_path, monkeypat
     assert not (out / "category_findings" / "moe_unfused_findings.md").exists() or \
         "Status: ERROR" in (out / "category_findings" / "moe_unfused_findings.md").read_text(encoding="utf-8")
     assert not (out / "category_data" / "moe_unfused_replay.json").exists()
+
+
+# Pieces of page text around which markdown-it's inline rules turn: tags,
+# code spans, escapes, entities, autolinks, table pipes, emphasis.
+_INLINE_PIECES = ["<br>", "<b>", "</i>", "<!-- x -->", "<", ">", "`", "``", "\\<", "&lt;", "&amp;",
+                  "<https://a.b>", "|", "*", "_", "[a](b)", "a", " ", "x<y", "\n"]
+
+
+@given(st.lists(st.sampled_from(_INLINE_PIECES), max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_inline_html_is_found_as_a_full_inline_parse_finds_it(pieces):
+    """Parsing only the runs of text that hold a '<' finds the same inline HTML as parsing them all."""
+    body = "".join(pieces)
+    page = f"# T\n\n{body}\n\n| a | b |\n|---|---|\n| {body.replace(chr(10), ' ')} | c |\n"
+    full = MarkdownIt("commonmark").enable("table").parse(page)
+    expected = [t.content for t in check._inline_tokens(full) if t.type == "html_inline"]
+    found = [p for p in check._check_inline_html(_selective_parse(page))]
+    assert found == [f"inline HTML {c[:60]!r} (only <br> is allowed)" for c in expected
+                     if c not in check._ALLOWED_INLINE_HTML]
+
+
+def _selective_parse(text):
+    md = MarkdownIt("commonmark").enable("table")
+    md.core.ruler.at("inline", check._inline_where_tags_can_be)
+    return md.parse(text)
+
+
+def test_a_tag_in_a_table_cell_is_still_found(sample):
+    metrics, text = sample
+    rows = [line for line in text.split("\n") if line.startswith("| ") and "---" not in line]
+    forged = text.replace(rows[1], rows[1].replace(" |", " <img src=x> |", 1), 1)
+    assert "inline HTML '<img src=x>'" in problems(forged, metrics)

@@ -3,7 +3,8 @@
 The host parses ``## Recommendations`` and ``## Detailed Analysis`` by their
 exact text, so a file that breaks their shape silently corrupts the merged
 report. :func:`verify_findings` parses the markdown the way a renderer would
-(markdown-it, CommonMark plus tables) and checks that the only structure in
+(markdown-it, CommonMark plus tables; the inline pass only over text that
+holds a ``<``, the one place inline HTML can start) and checks that the only structure in
 it is the structure the writer emits: known headings, our comment markers
 and ``<br>`` as the only HTML, table rows as wide as their header, one card
 and one reasoning block per ranked finding with the finding's scores in its
@@ -17,6 +18,7 @@ import re
 from typing import Any, Iterator, Mapping, Sequence
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_core.state_core import StateCore
 from markdown_it.token import Token
 
 from jarvis_moe.findings.text import safe_cell
@@ -156,6 +158,21 @@ class _Walk:
                 self.units.setdefault(unit, []).append(tok)
             elif tok.type == "html_block":
                 self.errors.append(f"line {_line(tok)}: marker outside a card or block")
+
+
+def _inline_where_tags_can_be(state: StateCore) -> None:
+    """markdown-it's inline pass, run only on the runs of text that hold a ``<``.
+
+    The checks read one thing from inline tokens: the inline HTML in them,
+    which only a ``<`` can open (an entity such as ``&lt;`` stays text). Runs
+    of text without one get no child tokens instead of a parse that cannot
+    find any (most of a page's runs: its table cells and sentences).
+    """
+    for token in state.tokens:
+        if token.type == "inline":
+            token.children = []
+            if "<" in token.content:
+                state.md.inline.parse(token.content, state.md, state.env, token.children)
 
 
 def _check_inline_html(tokens: list[Token]) -> list[str]:
@@ -330,6 +347,7 @@ def verify_findings(text: str, metrics: Mapping[str, Any]) -> list[str]:
     :return: one plain-words problem per entry.
     """
     md = MarkdownIt("commonmark").enable("table")
+    md.core.ruler.at("inline", _inline_where_tags_can_be)
     tokens = md.parse(text)
     lines = text.split("\n")
     walk = _Walk(tokens)
