@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from jarvis_moe.engine.contract import CategoryPaths
-from jarvis_moe.engine.moe_block import block_module, moe_block
+from jarvis_moe.engine import moe_block as block_mod
+from jarvis_moe.engine.moe_block import block_module, moe_block, sibling_rows_soon
 from jarvis_moe.findings import render
 from samples import FIXTURES, GPT_OSS_DECODE, REAL_H200, fixture_metrics
 
@@ -53,11 +54,27 @@ def test_an_unreadable_sibling_file_is_skipped(tmp_path):
     out = tmp_path / REAL_H200
     shutil.copytree(FIXTURES / REAL_H200, out)
     (out / "category_data" / "elementwise_ops.csv").write_bytes(b"\x00\x01not,a,csv\n")
-    block = moe_block(CategoryPaths(out, "moe_unfused"), MIXTRAL_CHAIN, 4096, 14336, 196.255)
+    block = moe_block(sibling_rows_soon(CategoryPaths(out, "moe_unfused"))(), MIXTRAL_CHAIN, 4096, 14336, 196.255)
     assert block is not None and "activation" not in {p.kind for p in block.parts}
 
 
 def test_no_sibling_files_no_block(tmp_path):
     out = tmp_path / "d"
     (out / "category_data").mkdir(parents=True)
-    assert moe_block(CategoryPaths(out, "moe_fused"), MIXTRAL_CHAIN, 4096, 14336, 1.0) is None
+    assert moe_block(sibling_rows_soon(CategoryPaths(out, "moe_fused"))(), MIXTRAL_CHAIN, 4096, 14336, 1.0) is None
+
+
+def test_the_rows_read_on_their_thread_are_those_read_in_place():
+    paths = CategoryPaths(FIXTURES / REAL_H200, "moe_unfused")
+    rows = sibling_rows_soon(paths)()
+    assert rows is not None and rows.equals(block_mod._sibling_rows(paths))
+
+
+def test_a_failure_of_the_read_is_raised_by_the_wait(monkeypatch):
+    def broken(paths):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(block_mod, "_sibling_rows", broken)
+    wait = sibling_rows_soon(CategoryPaths(FIXTURES / REAL_H200, "moe_unfused"))
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        wait()

@@ -8,13 +8,13 @@ largest ops and every finding's members — with their MoE model
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import polars as pl
 
 from jarvis_moe.engine import category as cat
 from jarvis_moe.engine import impact, levers
-from jarvis_moe.engine.moe_block import moe_block
+from jarvis_moe.engine.moe_block import moe_block, sibling_rows_soon
 from jarvis_moe.engine.figures import category_figures, ranked_figures
 from jarvis_moe.engine.load import Inputs
 from jarvis_moe.engine.moe_figures import Context
@@ -57,13 +57,13 @@ def _trace_times(figures: pl.DataFrame, members: list[int]) -> dict[str, float |
             "speedup_pct": round((t1_ms - t2_ms) / t1_ms * 100.0, 2) if t1_ms else None}
 
 
-def _block(inputs: Inputs, operations: list, e2e: float | None) -> Any:
+def _block(siblings: Callable[[], pl.DataFrame | None] | None, operations: list, e2e: float | None) -> Any:
     """The MoE block's kernels in the other categories, sized against the listed ops' shape."""
-    if inputs.paths is None:
+    if siblings is None:
         return None
     shaped = [op.moe for op in operations if op.moe is not None]
     chains = [op.module_chain for op in operations if op.module_chain]
-    return moe_block(inputs.paths, chains, shaped[0].hidden_dim if shaped else None,
+    return moe_block(siblings(), chains, shaped[0].hidden_dim if shaped else None,
                      shaped[0].inter_dim if shaped else None, e2e)
 
 
@@ -71,6 +71,7 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Options
                   generated_by: str) -> MetricsOk:
     """The metrics of a category whose CSV has rows (status OK)."""
     meta = inputs.metadata
+    siblings = sibling_rows_soon(inputs.paths) if inputs.paths is not None else None
     ranked = ranked_figures(inputs.frame, meta, scope=scope, options=options)
     figures = ranked.columns(_RANKED_COLUMNS)
     e2e = meta.e2e_time_ms
@@ -109,7 +110,7 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Options
 
     figures_cat = category_figures(figures, meta)
     specific = _category_specific(inputs, figures, operations, options, category,
-                                  figures_cat["percent_of_compute"] if e2e else None)
+                                  figures_cat["percent_of_compute"] if e2e else None, siblings)
     return MetricsOk(
         category=category, status="OK", comparison_scope=scope, generated_by=generated_by, **figures_cat,
         e2e_time_ms=None if e2e is None else round(e2e, 3), platform=meta.platform,
@@ -122,11 +123,14 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Options
 
 
 def _category_specific(inputs: Inputs, figures: pl.DataFrame, operations: list, options: Options, category: str,
-                       pct: float | None) -> CategorySpecific:
-    """The category-wide figures: peaks, significance, layers, phases, pipelines, levers, the MoE block."""
+                       pct: float | None, siblings: Callable[[], pl.DataFrame | None] | None) -> CategorySpecific:
+    """The category-wide figures: peaks, significance, layers, phases, pipelines, levers, the MoE block.
+
+    ``siblings`` waits for the other categories' rows (:func:`moe_block.sibling_rows_soon`).
+    """
     meta = inputs.metadata
     e2e = meta.e2e_time_ms
-    block = _block(inputs, operations, e2e)
+    block = _block(siblings, operations, e2e)
     activation = sum(p.time_ms for p in block.parts if p.kind == "activation") if block is not None else 0.0
     pairs = cat.pipelines(operations, meta.peak_hbm_bw_tbs, e2e, activation or None)
     peaks = meta.compute_peaks()

@@ -17,7 +17,9 @@ input, and the figure is an addition, not this category's contract.
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
+from typing import Callable
 
 import polars as pl
 
@@ -97,10 +99,41 @@ def _read(path: Path, rel: str) -> pl.DataFrame | None:
     return frame.select(cols)
 
 
-def moe_block(paths: CategoryPaths, chains: list[list[str]], hidden_dim: int | None, inter_dim: int | None,
+def sibling_rows_soon(paths: CategoryPaths) -> Callable[[], pl.DataFrame | None]:
+    """Start reading the other categories' rows on a thread of their own; call the result to wait for them.
+
+    They depend on nothing this category computes, and the reader spends
+    most of its time outside the interpreter lock, so the read runs while
+    this category's figures are worked out. An exception of the read is
+    raised by the call.
+    """
+    box: list = []
+
+    def read() -> None:
+        try:
+            box.append((_sibling_rows(paths), None))
+        except BaseException as exc:  # handed to the caller, who reports it as any other
+            box.append((None, exc))
+
+    thread = threading.Thread(target=read, name="jarvis-moe-block", daemon=True)
+    thread.start()
+
+    def wait() -> pl.DataFrame | None:
+        thread.join()
+        rows, exc = box[0]
+        if exc is not None:
+            raise exc
+        return rows
+
+    return wait
+
+
+def moe_block(rows: pl.DataFrame | None, chains: list[list[str]], hidden_dim: int | None, inter_dim: int | None,
               e2e_ms: float | None) -> MoeBlock | None:
-    """The block's kernels in other categories, by kind, with their time; None when the trace has none."""
-    rows = _sibling_rows(paths)
+    """The block's kernels among ``rows`` (the other categories' rows), by kind, with their time.
+
+    None when the trace has none.
+    """
     if rows is None:
         return None
     module = block_module(chains)
