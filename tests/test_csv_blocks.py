@@ -125,6 +125,18 @@ def test_rows_differing_only_in_their_kernel_durations_are_not_repeats(tmp_path)
     assert details_cut.DETAILS_HASH not in inputs.frame.columns
 
 
+def test_rows_whose_stacks_name_the_kernels_are_told_apart_by_their_details_too(tmp_path):
+    # Every stack names its kernel: the block takes the path that cuts every cell to nothing.
+    row = {"name": "vllm::fused_moe", "Kernel Time (µs)_sum": "1.0", "ex_UID": "1",
+           "call_stack_full": "['a.py(1): f', 'fused_moe_kernel']",
+           "kernel_details_summary": "[{'name': 'k', 'mean_duration_us': 1.5}]"}
+    rows = [row, {**row, "kernel_details_summary": "[{'name': 'k', 'mean_duration_us': 2.5}]"}, dict(row)]
+    inputs = load_inputs(CategoryPaths(write_output_dir(tmp_path, rows), "moe_fused"))
+    assert inputs is not None
+    assert inputs.frame.get_column("__row").to_list() == [1, 2]
+    assert inputs.frame.get_column("kernel_details_summary").to_list() == [None, None]
+
+
 STACKS = [
     None,  # no stack: the details name the kernels
     "",  # blank

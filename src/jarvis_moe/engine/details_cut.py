@@ -37,6 +37,18 @@ def details_cutter(column: str, max_bytes: int, stack: str | None = None) -> Cal
     unnamed: dict[str, bool] = {}  # stack: whether it names no kernel, shared by the blocks
 
     def cut(part: pl.DataFrame) -> pl.DataFrame:
+        # The usual block: no cell over the bound and every stack names its
+        # kernels, so every cell is cut to nothing. One probe of the block
+        # and one query then do it all; per-row work on a few small queries
+        # was a fifth of the blocks' parsing time.
+        probe = [cell.str.len_bytes().max().alias("longest")]
+        if stack is not None:
+            probe += [pl.col(stack).drop_nulls().unique().cast(pl.String).implode().alias("stacks"),
+                      pl.col(stack).null_count().alias("nulls")]
+        seen = part.select(probe).row(0, named=True)
+        if stack is not None and (seen["longest"] or 0) <= max_bytes and not seen["nulls"] \
+                and not any(_verdicts(seen["stacks"], unnamed, max_bytes).values()):
+            return part.with_columns(cell.hash().alias(DETAILS_HASH), pl.lit(None, pl.String).alias(column))
         details = part.get_column(column)
         over = (details.str.len_bytes() > max_bytes).fill_null(False)
         kept = pl.repeat(None, part.height, dtype=pl.String, eager=True).alias(column)
@@ -63,7 +75,14 @@ def _details_read(part: pl.DataFrame, stack: str | None, unnamed: dict[str, bool
     if stack is None:
         return pl.repeat(True, part.height, eager=True)
     stacks = part.get_column(stack)
-    distinct = stacks.unique().drop_nulls().cast(pl.String).to_list()
+    verdicts = _verdicts(stacks.unique().drop_nulls().cast(pl.String).to_list(), unnamed, max_bytes)
+    without = [text for text, unread in verdicts.items() if unread]
+    read = stacks.is_null()
+    return read | stacks.cast(pl.String).is_in(without) if without else read
+
+
+def _verdicts(distinct: list[str], unnamed: dict[str, bool], max_bytes: int) -> dict[str, bool]:
+    """Whether each of the ``distinct`` stacks names no kernel, judged once and kept in ``unnamed``."""
     new = [text for text in distinct if text not in unnamed]
     if new and len(unnamed) + len(new) > MAX_STACKS_KEPT:
         unnamed.clear()
@@ -72,6 +91,4 @@ def _details_read(part: pl.DataFrame, stack: str | None, unnamed: dict[str, bool
         verdicts = pl.select(last_frames(pl.Series(new, dtype=pl.String)).list.len() == 0).to_series()
         unnamed.update((text, none or len(text.encode("utf-8")) > max_bytes)
                        for text, none in zip(new, verdicts.to_list()))
-    without = [text for text in distinct if unnamed[text]]
-    read = stacks.is_null()
-    return read | stacks.cast(pl.String).is_in(without) if without else read
+    return {text: unnamed[text] for text in distinct}
