@@ -305,3 +305,12 @@ def test_figures_do_not_depend_on_how_the_file_was_split_into_blocks(tmp_path, m
     monkeypatch.setattr(csv_blocks, "MERGED_PARTS", 3)
     monkeypatch.setattr(csv_blocks, "MERGED_ROWS", 50)
     assert shares() == whole
+
+
+def test_a_negative_zero_is_stored_as_zero(tmp_path):
+    rows = [{"name": "fused_moe", "Kernel Time (µs)_sum": "-0", "Kernel Time (µs)_mean": "-0.0", "ex_UID": "1"},
+            {"name": "fused_moe", "Kernel Time (µs)_sum": "2", "Kernel Time (µs)_mean": "3", "ex_UID": "2"}]
+    inputs = load_inputs(CategoryPaths(write_output_dir(tmp_path, rows), "moe_fused"))
+    assert inputs is not None
+    for column in ("Kernel Time (µs)_sum", "Kernel Time (µs)_mean"):
+        assert str(inputs.frame.get_column(column)[0]) == "0.0", column

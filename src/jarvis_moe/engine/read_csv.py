@@ -234,11 +234,13 @@ def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.Data
     present = [c for c in FLOAT_COLUMNS if c in frame.columns]
     numbers, filled = _parse_numbers(frame, present)
     numbers = _blank_bad_cells(frame, numbers, present, filled, rel, warnings)
-    # -0 + 0.0 is 0.0: a "-0" cell is printed and stored as 0. Only a column
-    # with a zero can hold one; the others are kept as they are (x + 0.0 is x).
+    # A "-0" cell is stored as 0 (and so printed as 0). Only a column with a
+    # zero can hold one; the others are kept as they are. (polars folds
+    # x + 0.0 into x, which would keep the -0.)
     zeros = numbers.select((pl.all() == 0).any()).row(0, named=True)
-    return frame.with_columns(numbers.select(pl.col(c) + 0.0 if zeros[c] else pl.col(c) for c in present)
-                              .get_columns())
+    return frame.with_columns(numbers.select(
+        pl.when(pl.col(c) == 0).then(0.0).otherwise(pl.col(c)).alias(c) if zeros[c] else pl.col(c) for c in present
+    ).get_columns())
 
 
 def _refuse_empty_names(frame: pl.DataFrame, rel: str) -> None:
