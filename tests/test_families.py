@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from jarvis_moe.engine import moe_model
@@ -104,8 +104,16 @@ def test_flops_and_bytes_equal_the_pipelines_columns(name):
         assert op.moe.bytes_per_call == pytest.approx(float(row["Data Moved (MB)"]) * MIB, rel=1e-3)
 
 
-def _ridge_reached(op, tokens: int, metrics: MetricsOk) -> bool:
-    """Intensity at ``tokens`` against the ridge, from the oracle's uniform-routing bytes."""
+# The oracle works from the metrics' figures, whose bytes are whole numbers;
+# the model works from the exact ones. Far out (hundreds of thousands of
+# tokens), the intensity is so near its limit that one token moves it by
+# about 1e-11 of itself, so the two agree on the crossing only up to the
+# rounding of those figures (3.5e-9 of the ridge in one case found).
+RIDGE_SLACK = 1e-7
+
+
+def _ridge_reached(op, tokens: int, metrics: MetricsOk, slack: float = 0.0) -> bool:
+    """Intensity at ``tokens`` against the ridge (lowered by ``slack`` of itself), from the oracle's bytes."""
     moe = op.moe
 
     def active(m: int) -> float:
@@ -117,7 +125,7 @@ def _ridge_reached(op, tokens: int, metrics: MetricsOk) -> bool:
     weights = moe.weight_bytes_per_call / active(moe.num_tokens)
     fixed = (moe.bytes_per_call - moe.weight_bytes_per_call) * scale
     ridge = op.efficiency.resolved_peak_maf / op.efficiency.resolved_peak_hbm_bw
-    return flops / (fixed + e_act * weights) >= ridge
+    return flops / (fixed + e_act * weights) >= ridge * (1.0 - slack)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -306,6 +314,8 @@ def _unseen(tmp: Path, name: str, m: int, e: int, k: int, scale: int, platform: 
 @given(name=st.sampled_from(FAMILY_FIXTURES), m=st.sampled_from([1, 7, 48, 300, 1024]),
        e=st.sampled_from([16, 64, 160]), k=st.sampled_from([1, 2, 6]), scale=st.sampled_from([1, 2]),
        platform=st.sampled_from(sorted(PLATFORMS)))
+# A down stage whose intensity reaches the ridge only at 256 626 tokens, 3.5e-9 of it below by the oracle's bytes.
+@example(name="fam-cktile-two-stage-qwen3-235b-a22b-fp8-tp4-mi300x", m=7, e=160, k=1, scale=1, platform="H200")
 def test_unseen_shapes_and_platforms_pass_the_same_checks(tmp_path, name, m, e, k, scale, platform):
     out = _unseen(tmp_path, name, m, e, k, scale, platform)
     metrics = metrics_for(out)
@@ -323,8 +333,8 @@ def test_unseen_shapes_and_platforms_pass_the_same_checks(tmp_path, name, m, e, 
         assert moe.active_experts.expected == pytest.approx(moe_model.expected_active_experts(e, k, m), abs=0.006)
         if moe.crossover_tokens_at_peak is not None:
             at_peak = moe.crossover_tokens_at_peak
-            assert _ridge_reached(op, at_peak, metrics)
-            assert at_peak == m or not _ridge_reached(op, at_peak - 1, metrics)
+            assert _ridge_reached(op, at_peak, metrics, RIDGE_SLACK)
+            assert at_peak == m or not _ridge_reached(op, at_peak - 1, metrics, -RIDGE_SLACK)
         if moe.crossover_tokens is not None:  # calibrated: past the op's own token count, on known rates
             assert moe.crossover_tokens > m and moe.crossover_memory_tbs and moe.crossover_compute_tflops
         assert 1 <= moe.padding_block_rows <= 256 and 0 <= moe.padding_waste_pct < 100
