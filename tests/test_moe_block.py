@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 
 import pytest
 
 from jarvis_moe.engine.contract import CategoryPaths
 from jarvis_moe.engine import moe_block as block_mod
-from jarvis_moe.engine.moe_block import block_module, moe_block, sibling_rows_soon
+from jarvis_moe.engine.moe_block import SiblingRows, block_module, moe_block
 from jarvis_moe.findings import render
 from samples import FIXTURES, GPT_OSS_DECODE, REAL_H200, fixture_metrics
 
@@ -54,20 +56,21 @@ def test_an_unreadable_sibling_file_is_skipped(tmp_path):
     out = tmp_path / REAL_H200
     shutil.copytree(FIXTURES / REAL_H200, out)
     (out / "category_data" / "elementwise_ops.csv").write_bytes(b"\x00\x01not,a,csv\n")
-    block = moe_block(sibling_rows_soon(CategoryPaths(out, "moe_unfused"))(), MIXTRAL_CHAIN, 4096, 14336, 196.255)
+    block = moe_block(SiblingRows(CategoryPaths(out, "moe_unfused")).rows(), MIXTRAL_CHAIN, 4096, 14336, 196.255)
     assert block is not None and "activation" not in {p.kind for p in block.parts}
 
 
 def test_no_sibling_files_no_block(tmp_path):
     out = tmp_path / "d"
     (out / "category_data").mkdir(parents=True)
-    assert moe_block(sibling_rows_soon(CategoryPaths(out, "moe_fused"))(), MIXTRAL_CHAIN, 4096, 14336, 1.0) is None
+    assert moe_block(SiblingRows(CategoryPaths(out, "moe_fused")).rows(), MIXTRAL_CHAIN, 4096, 14336, 1.0) is None
 
 
 def test_the_rows_read_on_their_thread_are_those_read_in_place():
     paths = CategoryPaths(FIXTURES / REAL_H200, "moe_unfused")
-    rows = sibling_rows_soon(paths)()
+    rows = SiblingRows(paths).rows()
     assert rows is not None and rows.equals(block_mod._sibling_rows(paths))
+    assert SiblingRows(None).rows() is None
 
 
 def test_a_failure_of_the_read_is_raised_by_the_wait(monkeypatch):
@@ -75,6 +78,21 @@ def test_a_failure_of_the_read_is_raised_by_the_wait(monkeypatch):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(block_mod, "_sibling_rows", broken)
-    wait = sibling_rows_soon(CategoryPaths(FIXTURES / REAL_H200, "moe_unfused"))
     with pytest.raises(RuntimeError, match="disk on fire"):
-        wait()
+        SiblingRows(CategoryPaths(FIXTURES / REAL_H200, "moe_unfused")).rows()
+
+
+def test_no_read_outlives_the_block_that_started_it(monkeypatch):
+    started, finished = threading.Event(), threading.Event()
+
+    def slow(paths):
+        started.set()
+        time.sleep(0.2)
+        finished.set()
+
+    monkeypatch.setattr(block_mod, "_sibling_rows", slow)
+    with pytest.raises(ValueError):
+        with SiblingRows(CategoryPaths(FIXTURES / REAL_H200, "moe_unfused")):
+            started.wait()
+            raise ValueError("the figures failed")
+    assert finished.is_set()

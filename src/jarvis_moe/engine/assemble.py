@@ -8,13 +8,13 @@ largest ops and every finding's members — with their MoE model
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 
 from jarvis_moe.engine import category as cat
 from jarvis_moe.engine import impact, levers
-from jarvis_moe.engine.moe_block import moe_block, sibling_rows_soon
+from jarvis_moe.engine.moe_block import SiblingRows, moe_block
 from jarvis_moe.engine.figures import category_figures, ranked_figures
 from jarvis_moe.engine.load import Inputs
 from jarvis_moe.engine.moe_figures import Context
@@ -57,21 +57,25 @@ def _trace_times(figures: pl.DataFrame, members: list[int]) -> dict[str, float |
             "speedup_pct": round((t1_ms - t2_ms) / t1_ms * 100.0, 2) if t1_ms else None}
 
 
-def _block(siblings: Callable[[], pl.DataFrame | None] | None, operations: list, e2e: float | None) -> Any:
+def _block(siblings: SiblingRows, operations: list, e2e: float | None) -> Any:
     """The MoE block's kernels in the other categories, sized against the listed ops' shape."""
-    if siblings is None:
-        return None
     shaped = [op.moe for op in operations if op.moe is not None]
     chains = [op.module_chain for op in operations if op.module_chain]
-    return moe_block(siblings(), chains, shaped[0].hidden_dim if shaped else None,
+    return moe_block(siblings.rows(), chains, shaped[0].hidden_dim if shaped else None,
                      shaped[0].inter_dim if shaped else None, e2e)
 
 
 def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Options,
                   generated_by: str) -> MetricsOk:
     """The metrics of a category whose CSV has rows (status OK)."""
+    with SiblingRows(inputs.paths) as siblings:
+        return _metrics(inputs, category, scope, options, generated_by, siblings)
+
+
+def _metrics(inputs: Inputs, category: str, scope: str, options: Options, generated_by: str,
+             siblings: SiblingRows) -> MetricsOk:
+    """:func:`build_metrics` while the other categories' rows are read (``siblings``)."""
     meta = inputs.metadata
-    siblings = sibling_rows_soon(inputs.paths) if inputs.paths is not None else None
     ranked = ranked_figures(inputs.frame, meta, scope=scope, options=options)
     figures = ranked.columns(_RANKED_COLUMNS)
     e2e = meta.e2e_time_ms
@@ -123,11 +127,8 @@ def build_metrics(inputs: Inputs, *, category: str, scope: str, options: Options
 
 
 def _category_specific(inputs: Inputs, figures: pl.DataFrame, operations: list, options: Options, category: str,
-                       pct: float | None, siblings: Callable[[], pl.DataFrame | None] | None) -> CategorySpecific:
-    """The category-wide figures: peaks, significance, layers, phases, pipelines, levers, the MoE block.
-
-    ``siblings`` waits for the other categories' rows (:func:`moe_block.sibling_rows_soon`).
-    """
+                       pct: float | None, siblings: SiblingRows) -> CategorySpecific:
+    """The category-wide figures: peaks, significance, layers, phases, pipelines, levers, the MoE block."""
     meta = inputs.metadata
     e2e = meta.e2e_time_ms
     block = _block(siblings, operations, e2e)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
@@ -99,33 +98,46 @@ def _read(path: Path, rel: str) -> pl.DataFrame | None:
     return frame.select(cols)
 
 
-def sibling_rows_soon(paths: CategoryPaths) -> Callable[[], pl.DataFrame | None]:
-    """Start reading the other categories' rows on a thread of their own; call the result to wait for them.
+class SiblingRows:
+    """The other categories' rows, read on a thread of their own from the moment this is made.
 
     They depend on nothing this category computes, and the reader spends
     most of its time outside the interpreter lock, so the read runs while
-    this category's figures are worked out. An exception of the read is
-    raised by the call.
+    this category's figures are worked out. :meth:`rows` waits for them
+    (an exception of the read is raised there). Used as a context manager,
+    it waits for the thread on the way out, whatever happened, so no read
+    outlives the run. Without ``paths`` there is nothing to read.
     """
-    box: list = []
 
-    def read() -> None:
+    def __init__(self, paths: CategoryPaths | None) -> None:
+        self._box: list = []
+        self._thread: threading.Thread | None = None
+        if paths is not None:
+            self._thread = threading.Thread(target=self._read, args=(paths,), name="jarvis-moe-block", daemon=True)
+            self._thread.start()
+
+    def _read(self, paths: CategoryPaths) -> None:
         try:
-            box.append((_sibling_rows(paths), None))
+            self._box.append((_sibling_rows(paths), None))
         except BaseException as exc:  # handed to the caller, who reports it as any other
-            box.append((None, exc))
+            self._box.append((None, exc))
 
-    thread = threading.Thread(target=read, name="jarvis-moe-block", daemon=True)
-    thread.start()
-
-    def wait() -> pl.DataFrame | None:
-        thread.join()
-        rows, exc = box[0]
+    def rows(self) -> pl.DataFrame | None:
+        """The rows (None when no other category has any), once read."""
+        if self._thread is None:
+            return None
+        self._thread.join()
+        rows, exc = self._box[0]
         if exc is not None:
             raise exc
         return rows
 
-    return wait
+    def __enter__(self) -> SiblingRows:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._thread is not None:
+            self._thread.join()
 
 
 def moe_block(rows: pl.DataFrame | None, chains: list[list[str]], hidden_dim: int | None, inter_dim: int | None,
