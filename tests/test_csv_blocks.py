@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from csvbuild import write_output_dir
 from jarvis_moe.engine import cells, csv_blocks, details_cut, read_csv
 from jarvis_moe.engine.contract import CategoryPaths
-from jarvis_moe.engine.csv_blocks import _record_end, quotes_in, read_blocks, record_blocks
+from jarvis_moe.engine.csv_blocks import _blocks, _record_end, quotes_in, read_blocks
 from jarvis_moe.engine.load import load_inputs
 from jarvis_moe.errors import ContractError
 
@@ -34,6 +34,13 @@ def _write(path: Path, rows: list[list[str]], eol: str = "\n") -> None:
     buffer = io.StringIO(newline="")
     csv.writer(buffer, lineterminator=eol).writerows([["a", "b", "c"], *rows])
     path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
+
+
+def record_blocks(path: Path, eol: bytes, block_bytes: int | None = None, tail: int = csv_blocks.TAIL_BYTES,
+                  guess: bool = False) -> list[tuple[bytes, bool]]:
+    """The blocks the reader cuts ``path`` into: (bytes, leaves a quote open)."""
+    with path.open("rb") as fh:
+        return [(data, unclosed) for _, data, unclosed, _ in _blocks(fh.fileno(), eol, block_bytes, tail, guess=guess)]
 
 
 def test_the_record_end_is_the_last_line_end_outside_quotes():
@@ -314,3 +321,51 @@ def test_a_negative_zero_is_stored_as_zero(tmp_path):
     assert inputs is not None
     for column in ("Kernel Time (µs)_sum", "Kernel Time (µs)_mean"):
         assert str(inputs.frame.get_column(column)[0]) == "0.0", column
+
+
+BLOCK_OPTIONS = dict(has_header=False, truncate_ragged_lines=True, raise_if_empty=False, missing_columns="insert",
+                     extra_columns="ignore", encoding="utf8-lossy", eol_char="\n")
+
+
+@pytest.mark.parametrize("dtype", [pl.String, pl.Categorical])
+@pytest.mark.parametrize("tail", [b'x,1,"s","open\nmore\n', b'x,1,"open\nmore\n', b'"open\nmore\n', b'x,"1\n'])
+def test_polars_rejects_a_block_cut_inside_quotes_or_keeps_its_last_line_end(dtype, tail):
+    # What guessed cuts rely on: a block that ends inside a quoted cell is refused, or the cell
+    # takes in the rest of the block, line end included. Either way _parse_block sees it.
+    block = b"".join(b'a%d,%d,"stack %d",t\n' % (i, i, i % 7) for i in range(2000)) + tail
+    schema = {"column_1": dtype, "column_2": pl.Float64, "column_3": dtype, "column_4": dtype}
+    try:
+        part = pl.read_csv(block, schema=schema, **BLOCK_OPTIONS)
+    except pl.exceptions.PolarsError:
+        return
+    assert csv_blocks._last_cell_ends_a_line(part, "\n")
+
+
+def test_a_guessed_block_whose_last_cell_took_in_its_line_end_is_read_again(monkeypatch):
+    # A reader that takes an open quoted cell in, up to the end of the block.
+    took_in = pl.DataFrame({"column_1": ["a", "open\nmore\n"]})
+    monkeypatch.setattr(csv_blocks.pl, "read_csv", lambda *a, **k: took_in)
+    assert csv_blocks._parse_block(b'a\n"open\nmore\n', False, {}, BLOCK_OPTIONS, None, guessed=True) is None
+    # An even count of quotes: the cell really ends with a line break, and the block is kept.
+    kept = csv_blocks._parse_block(b'a\n"open\nmore\n"\n', False, {}, BLOCK_OPTIONS, None, guessed=True)
+    assert kept is took_in
+
+
+def test_after_a_cut_inside_quotes_every_cut_is_counted(tmp_path, monkeypatch):
+    # The first block's last line end is the one inside the first row's quoted cell.
+    rows = [[f"{i}", "a\n" + "b" * 40 if i % 3 == 0 else "plain", "z"] for i in range(40)]
+    path = tmp_path / "t.csv"
+    _write(path, rows)
+    calls = []
+    blocks = csv_blocks._blocks
+
+    def recorded(fd, eol, block_bytes, tail_bytes=csv_blocks.TAIL_BYTES, start=0, guess=False):
+        calls.append((start, guess))
+        return blocks(fd, eol, block_bytes, tail_bytes, start, guess)
+
+    monkeypatch.setattr(csv_blocks, "_blocks", recorded)
+    schema = {f"column_{i}": pl.String for i in (1, 2, 3)}
+    parts = read_blocks(path, schema, OPTIONS, block_bytes=24)
+    assert parts.to_dicts() == pl.read_csv(path, schema=schema, **OPTIONS).to_dicts()
+    # The first block is the one cut inside quotes: it is read again, and every cut from there counted.
+    assert calls == [(0, True), (0, False)]

@@ -9,6 +9,14 @@ blocks before it; the parts are concatenated. Blocks are parsed on several
 threads while the next ones are read. Memory is the parsed columns plus a
 few blocks per thread, not the whole file.
 
+Counting every quote costs about as much as reading the bytes, and a line
+end inside a quoted cell is rare in the pipeline's files, so a block is
+first cut after its last line end unchecked. Its parse tells when that cut
+was inside a quoted cell: the reader refuses the block, or its last cell
+takes in the rest of the block up to that line end. Only then are its
+quotes counted; an odd count sends the reader back to that block's start,
+and every cut after it is counted.
+
 A quote that is never closed leaves an odd count at the end of the file:
 the last block then holds it, and is read with every text column as plain
 text, where the reader rejects an unclosed quote (a categorical column
@@ -86,34 +94,35 @@ def block_size(file_bytes: int) -> int:
     return min(MAX_BLOCK_BYTES, max(BLOCK_BYTES, file_bytes // BLOCKS_PER_FILE))
 
 
-def record_blocks(path: Path, eol: bytes, block_bytes: int | None = None,
-                  tail_bytes: int = TAIL_BYTES) -> Iterator[tuple[bytes, bool]]:
-    """The bytes of ``path`` in blocks that each end at a record's end (the last: at the file's end).
+def _blocks(fd: int, eol: bytes, block_bytes: int | None, tail_bytes: int = TAIL_BYTES, start: int = 0,
+            guess: bool = False) -> Iterator[tuple[int, bytes, bool, bool]]:
+    """(offset, bytes, leaves a quote open, cut guessed) of each block of the open file from ``start``.
 
-    Each block comes with whether it leaves a quote open, which only the last
-    one can. Blocks are read at their offsets, each about ``block_bytes``
-    long (default: :func:`block_size` of the file); a record longer than that
-    is read in a block twice as long. The file is read up to the size it had
-    when it was opened.
+    The blocks each end at a record's end (the last: at the file's end);
+    only the last can leave a quote open. They are read at their offsets,
+    each about ``block_bytes`` long (default: :func:`block_size` of the
+    file); a record longer than that is read in a block twice as long. The
+    file is read up to the size it had when it was opened. With ``guess``, a block is cut after the last line end of its last
+    ``tail_bytes`` without counting its quotes (the cut is "guessed"): the
+    parser of the block then tells whether it ended inside a quoted cell
+    (:func:`_parse_block`). Without, every cut is a record's end.
     """
-    with open_regular(path, MAX_CSV_BYTES) as fh:
-        fd = fh.fileno()
-        end = os.fstat(fd).st_size
-        block_bytes = block_bytes or block_size(end)
-        start, size = 0, block_bytes
-        while start < end:
-            data = _block_at(fd, (start, size, end), eol, tail_bytes)
-            if data is None:  # no record ends within ``size`` bytes
-                size *= 2
-                continue
-            if not data:  # the file shrank while it was read
-                return
-            start += len(data)
-            size = block_bytes
-            yield data, start >= end and quotes_in(data) % 2 == 1
+    end = os.fstat(fd).st_size
+    block_bytes = block_bytes or block_size(end)
+    size = block_bytes
+    while start < end:
+        data, guessed = _block_at(fd, (start, size, end), eol, tail_bytes, guess)
+        if data is None:  # no record ends within ``size`` bytes
+            size *= 2
+            continue
+        if not data:  # the file shrank while it was read
+            return
+        offset, start, size = start, start + len(data), block_bytes
+        yield offset, data, start >= end and quotes_in(data) % 2 == 1, guessed
 
 
-def _block_at(fd: int, span: tuple[int, int, int], eol: bytes, tail_bytes: int) -> bytes | None:
+def _block_at(fd: int, span: tuple[int, int, int], eol: bytes, tail_bytes: int,
+              guess: bool = False) -> tuple[bytes | None, bool]:
     """The records that start at ``start`` and end within ``size`` bytes (or the rest of the file).
 
     ``span`` is (start, size, end of the file). The cut is guessed from the
@@ -122,20 +131,23 @@ def _block_at(fd: int, span: tuple[int, int, int], eol: bytes, tail_bytes: int) 
     it is a record's end, as it almost always is. Otherwise the block is cut
     after its last line end that is one. Every byte is read once and its
     quotes counted once. None when no record ends within ``size`` bytes.
+    With ``guess`` the guess is returned unchecked, with True.
     """
     start, size, end = span
     if start + size >= end:
-        return os.pread(fd, end - start, start)
+        return os.pread(fd, end - start, start), False
     tail = os.pread(fd, min(tail_bytes, size), start + size - min(tail_bytes, size))
     last = tail.rfind(eol)
     if last >= 0:
         data = os.pread(fd, start + size - len(tail) + last + len(eol) - start, start)
+        if guess:
+            return data, True
         if quotes_in(data) % 2 == 0:
-            return data
+            return data, False
     else:
         data = os.pread(fd, size, start)
     cut = _record_end(data, eol)
-    return data[:cut] if cut else None
+    return (data[:cut] if cut else None), False
 
 
 def read_blocks(path: Path, schema: dict[str, Any], options: dict[str, Any], eol: str = "\n",
@@ -153,31 +165,60 @@ def read_blocks(path: Path, schema: dict[str, Any], options: dict[str, Any], eol
     ``MAX_PARSE_THREADS`` (the reader runs without the interpreter lock, and
     parses one block on one thread) while this thread reads the next ones;
     at most one block per thread waits, which bounds the memory in flight.
+
+    The cuts are guessed (:func:`_blocks`): counting a block's quotes costs
+    about as much as copying it. A block whose parse shows it ended inside
+    a quoted cell is read again from its start, and from there on every cut
+    is counted, so a file of many line breaks inside quotes is read at most
+    once more than a file without.
     """
     row_index = options.get("row_index_name")
     block_options = {k: v for k, v in options.items() if k not in ("row_index_name", "row_index_offset")}
     workers = max(1, min(pl.thread_pool_size(), MAX_PARSE_THREADS))
     pieces = _Pieces()
-    with heap_kept(_size_of(path)), ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: deque[Future[pl.DataFrame]] = deque()
-        for index, (block, unclosed) in enumerate(record_blocks(path, eol.encode(), block_bytes)):
-            skip = options.get("skip_rows", 0) if index == 0 else 0
-            pending.append(pool.submit(_parse_block, block, unclosed, schema,
-                                       {**block_options, "skip_rows": skip}, per_block))
-            if len(pending) > workers:
-                pieces.add(pending.popleft().result())
-        for future in pending:
-            pieces.add(future.result())
+    with open_regular(path, MAX_CSV_BYTES) as fh, heap_kept(os.fstat(fh.fileno()).st_size), \
+            ThreadPoolExecutor(max_workers=workers) as pool:
+        start, guess = 0, True
+        while start is not None:
+            blocks = _blocks(fh.fileno(), eol.encode(), block_bytes, TAIL_BYTES, start, guess)
+            start = _parse_in_order(pool, workers, blocks, pieces, schema, block_options,
+                                    options.get("skip_rows", 0), per_block)
+            guess = False
     frame = pieces.frame()
     return frame.with_row_index(row_index, options.get("row_index_offset", 0)) if row_index else frame
 
 
-def _size_of(path: Path) -> int:
-    """The file's size now, 0 when it cannot be told (the read then says why)."""
+def _parse_in_order(pool: ThreadPoolExecutor, workers: int, blocks: Iterator[tuple[int, bytes, bool, bool]],
+                    pieces: _Pieces, schema: dict[str, Any], options: dict[str, Any], skip: int,
+                    per_block: Callable[[pl.DataFrame], pl.DataFrame] | None) -> int | None:
+    """Parse ``blocks`` on ``pool`` and add them to ``pieces`` in order; the offset of a block cut inside quotes.
+
+    None when every block was a whole number of records. Blocks after one
+    cut inside quotes are parsed for nothing: their parses are cancelled or
+    left to end, and their results dropped.
+    """
+    pending: deque[tuple[int, Future[pl.DataFrame | None]]] = deque()
     try:
-        return path.stat().st_size
-    except OSError:
-        return 0
+        for offset, block, unclosed, guessed in blocks:
+            pending.append((offset, pool.submit(_parse_block, block, unclosed, schema,
+                                                {**options, "skip_rows": skip if offset == 0 else 0}, per_block,
+                                                guessed)))
+            if len(pending) > workers:
+                offset, future = pending.popleft()
+                part = future.result()
+                if part is None:
+                    return offset
+                pieces.add(part)
+        while pending:
+            offset, future = pending.popleft()
+            part = future.result()
+            if part is None:
+                return offset
+            pieces.add(part)
+        return None
+    finally:
+        for _, future in pending:
+            future.cancel()
 
 
 class _Pieces:
@@ -209,12 +250,35 @@ class _Pieces:
 
 
 def _parse_block(block: bytes, unclosed: bool, schema: dict[str, Any], options: dict[str, Any],
-                 per_block: Callable[[pl.DataFrame], pl.DataFrame] | None) -> pl.DataFrame:
-    """One block's rows; one that leaves a quote open is read with its text columns as plain text."""
-    if not unclosed:
-        part = pl.read_csv(block, schema=schema, **options)
-    else:
-        plain = {name: pl.String if dtype == pl.Categorical else dtype for name, dtype in schema.items()}
-        part = pl.read_csv(block, schema=plain, **options)
-        part = part.cast({c: t for c, t in schema.items() if c in part.columns and t == pl.Categorical})
+                 per_block: Callable[[pl.DataFrame], pl.DataFrame] | None,
+                 guessed: bool = False) -> pl.DataFrame | None:
+    """One block's rows; one that leaves a quote open is read with its text columns as plain text.
+
+    A block whose cut was guessed and that the reader finds ended inside a
+    quoted cell is None: the reader rejects it (polars raises an error) or
+    takes the cell in, up to the block's last line end. Either way its
+    quotes are then counted, and an odd count is a cut inside quotes.
+    """
+    try:
+        if not unclosed:
+            part = pl.read_csv(block, schema=schema, **options)
+        else:
+            plain = {name: pl.String if dtype == pl.Categorical else dtype for name, dtype in schema.items()}
+            part = pl.read_csv(block, schema=plain, **options)
+            part = part.cast({c: t for c, t in schema.items() if c in part.columns and t == pl.Categorical})
+    except pl.exceptions.PolarsError:
+        if guessed and quotes_in(block) % 2:
+            return None
+        raise
+    if guessed and _last_cell_ends_a_line(part, options.get("eol_char", "\n")) and quotes_in(block) % 2:
+        return None
     return per_block(part) if per_block else part
+
+
+def _last_cell_ends_a_line(part: pl.DataFrame, eol: str) -> bool:
+    """Whether a text cell of the last row ends with the line end: a cell that took in the rest of its block."""
+    text = [c for c, dtype in part.schema.items() if dtype in (pl.String, pl.Categorical)]
+    if part.height == 0 or not text:
+        return False
+    last = part.tail(1).select(pl.col(c).cast(pl.String).str.ends_with(eol).fill_null(False) for c in text)
+    return any(last.row(0))
