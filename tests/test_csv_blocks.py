@@ -369,3 +369,35 @@ def test_after_a_cut_inside_quotes_every_cut_is_counted(tmp_path, monkeypatch):
     assert parts.to_dicts() == pl.read_csv(path, schema=schema, **OPTIONS).to_dicts()
     # The first block is the one cut inside quotes: it is read again, and every cut from there counted.
     assert calls == [(0, True), (0, False)]
+
+
+def _cell(kind: int, text: str) -> str:
+    """A cell as a hand-written file may hold it: plain, quoted, with a stray quote, or a quote never closed."""
+    return [text.replace(",", "").replace("\n", ""), '"' + text.replace('"', '""') + '"', 'x"y', '"open\n'][kind]
+
+
+malformed_rows = st.lists(st.lists(st.tuples(st.sampled_from([0, 0, 0, 1, 1, 2, 3]),
+                                             st.text(alphabet=st.sampled_from('xy ,\n"'), max_size=6)),
+                                   min_size=3, max_size=3), min_size=1, max_size=25)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=malformed_rows, block=st.integers(1, 48))
+def test_guessed_cuts_read_what_counted_cuts_read_even_in_a_malformed_file(tmp_path, monkeypatch, rows, block):
+    path = tmp_path / "t.csv"
+    path.write_bytes(("a,b,c\n" + "".join(",".join(_cell(k, t) for k, t in row) + "\n" for row in rows)).encode())
+    schema = {"column_1": pl.String, "column_2": pl.Categorical, "column_3": pl.String}
+    options = {**OPTIONS, "missing_columns": "insert", "extra_columns": "ignore", "eol_char": "\n"}
+
+    def outcome() -> tuple:
+        try:
+            return ("rows", read_blocks(path, schema, options, block_bytes=block).to_dicts())
+        except pl.exceptions.PolarsError as exc:
+            return ("error", type(exc).__name__)
+
+    guessed = outcome()
+    blocks = csv_blocks._blocks
+    with monkeypatch.context() as patch:
+        patch.setattr(csv_blocks, "_blocks", lambda fd, eol, size, tail=csv_blocks.TAIL_BYTES, start=0, guess=False:
+                      blocks(fd, eol, size, tail, start, False))
+        assert outcome() == guessed
