@@ -17,7 +17,7 @@ input, and the figure is an addition, not this category's contract.
 from __future__ import annotations
 
 import re
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -110,34 +110,18 @@ class SiblingRows:
     """
 
     def __init__(self, paths: CategoryPaths | None) -> None:
-        self._box: list = []
-        self._thread: threading.Thread | None = None
-        if paths is not None:
-            self._thread = threading.Thread(target=self._read, args=(paths,), name="jarvis-moe-block", daemon=True)
-            self._thread.start()
-
-    def _read(self, paths: CategoryPaths) -> None:
-        try:
-            self._box.append((_sibling_rows(paths), None))
-        except BaseException as exc:  # handed to the caller, who reports it as any other
-            self._box.append((None, exc))
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jarvis-moe-block")
+        self._read = self._pool.submit(_sibling_rows, paths) if paths is not None else None
 
     def rows(self) -> pl.DataFrame | None:
         """The rows (None when no other category has any), once read."""
-        if self._thread is None:
-            return None
-        self._thread.join()
-        rows, exc = self._box[0]
-        if exc is not None:
-            raise exc
-        return rows
+        return self._read.result() if self._read is not None else None
 
     def __enter__(self) -> SiblingRows:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._thread is not None:
-            self._thread.join()
+        self._pool.shutdown(wait=True)
 
 
 def moe_block(rows: pl.DataFrame | None, chains: list[list[str]], hidden_dim: int | None, inter_dim: int | None,
