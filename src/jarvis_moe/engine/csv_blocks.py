@@ -102,9 +102,10 @@ def _blocks(fd: int, eol: bytes, block_bytes: int | None, tail_bytes: int = TAIL
     only the last can leave a quote open. They are read at their offsets,
     each about ``block_bytes`` long (default: :func:`block_size` of the
     file); a record longer than that is read in a block twice as long. The
-    file is read up to the size it had when it was opened. With ``guess``, a block is cut after the last line end of its last
-    ``tail_bytes`` without counting its quotes (the cut is "guessed"): the
-    parser of the block then tells whether it ended inside a quoted cell
+    file is read up to the size it had when it was opened. With ``guess``,
+    a block is cut after the last line end of its last ``tail_bytes``
+    without counting its quotes (the cut is "guessed"): the parser of the
+    block then tells whether it ended inside a quoted cell
     (:func:`_parse_block`). Without, every cut is a record's end.
     """
     end = os.fstat(fd).st_size
@@ -130,8 +131,8 @@ def _block_at(fd: int, span: tuple[int, int, int], eol: bytes, tail_bytes: int,
     the block read up to it; when an even number of quotes precede the guess,
     it is a record's end, as it almost always is. Otherwise the block is cut
     after its last line end that is one. Every byte is read once and its
-    quotes counted once. None when no record ends within ``size`` bytes.
-    With ``guess`` the guess is returned unchecked, with True.
+    quotes counted at most once. None when no record ends within ``size``
+    bytes. With ``guess`` the guess is returned unchecked, with True.
     """
     start, size, end = span
     if start + size >= end:
@@ -203,22 +204,25 @@ def _parse_in_order(pool: ThreadPoolExecutor, workers: int, blocks: Iterator[tup
             pending.append((offset, pool.submit(_parse_block, block, unclosed, schema,
                                                 {**options, "skip_rows": skip if offset == 0 else 0}, per_block,
                                                 guessed)))
-            if len(pending) > workers:
-                offset, future = pending.popleft()
-                part = future.result()
-                if part is None:
-                    return offset
-                pieces.add(part)
+            if len(pending) > workers and (wrong := _take_first(pending, pieces)) is not None:
+                return wrong
         while pending:
-            offset, future = pending.popleft()
-            part = future.result()
-            if part is None:
-                return offset
-            pieces.add(part)
+            if (wrong := _take_first(pending, pieces)) is not None:
+                return wrong
         return None
     finally:
         for _, future in pending:
             future.cancel()
+
+
+def _take_first(pending: deque[tuple[int, Future[pl.DataFrame | None]]], pieces: _Pieces) -> int | None:
+    """Add the first pending block's rows to ``pieces``; its offset instead when it was cut inside quotes."""
+    offset, future = pending.popleft()
+    part = future.result()
+    if part is None:
+        return offset
+    pieces.add(part)
+    return None
 
 
 class _Pieces:

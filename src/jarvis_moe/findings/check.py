@@ -4,8 +4,8 @@ The host parses ``## Recommendations`` and ``## Detailed Analysis`` by their
 exact text, so a file that breaks their shape silently corrupts the merged
 report. :func:`verify_findings` parses the markdown the way a renderer would
 (markdown-it, CommonMark plus tables; the inline pass only over text that
-holds a ``<``, the one place inline HTML can start) and checks that the only structure in
-it is the structure the writer emits: known headings, our comment markers
+holds a ``<``, the one place inline HTML can start) and checks that the
+only structure in it is the structure the writer emits: known headings, our comment markers
 and ``<br>`` as the only HTML, table rows as wide as their header, one card
 and one reasoning block per ranked finding with the finding's scores in its
 markers, and the two host sections last. Trace text that managed to open a
