@@ -168,7 +168,7 @@ def test_skew_reads_both_ends_of_the_spread():
     assert "from 0.61× to 1.05× the median" in down
     # The down stage streams at 0.97 of 5.3 TB/s, under 20 %: its time does not follow its bytes, so
     # it takes the verdict of its up stage (2.2 TB/s), whose spread fits uniform routing.
-    assert "its own durations are not read (it streams far below the bandwidth" in down
+    assert "its own durations do not decide it (it streams far below the bandwidth" in down
     assert "shares that stage's verdict (the spread fits uniform routing)" in down
     assert "no duration evidence of routing skew" not in page(GPT_OSS_DECODE)
 

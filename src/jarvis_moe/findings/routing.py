@@ -113,7 +113,7 @@ def _evidence_line(m: MetricsOk, op: Operation) -> str | None:
                 "per call; the calls read fewer.")
     if skew.verdict_source == "sibling" and skew.sibling_op_index is not None:
         lead = m.operations[skew.sibling_op_index]
-        own = f"its own durations are not read ({REFUSALS.get(skew.refused or '', 'see the sibling')})"
+        own = f"its own durations do not decide it ({REFUSALS.get(skew.refused or '', 'see the sibling')})"
         if skew.refused is None:
             own = "its own verdict is replaced by the sibling's"
         verdict = VERDICTS.get(skew.direction or "", "the spread fits uniform routing")
