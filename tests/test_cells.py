@@ -434,9 +434,11 @@ def test_facts_per_cell_are_those_per_combination_of_cells(monkeypatch, rows):
                 cells.text_column(frame, "Compute Spec").str.strip_chars().alias("spec")]
     keys = ("Input type", "perf_params", "Compute Spec")
     monkeypatch.setattr(distinct, "_GROUPED_FROM", 0)
-    grouped = distinct.with_distinct_facts(frame, keys, facts_of)
+    group, table = distinct.distinct_facts(frame, keys, facts_of)
+    grouped = table[group]
     monkeypatch.setattr(distinct, "_GROUPED_FROM", 10**9)
-    plain = distinct.with_distinct_facts(frame, keys, facts_of)
+    group, table = distinct.distinct_facts(frame, keys, facts_of)
+    plain = table[group]
     assert grouped.columns == plain.columns
     assert grouped.to_dicts() == plain.to_dicts()
     assert grouped.get_column("pp_num_tokens").to_list() == [m or None for _, m, _ in rows]

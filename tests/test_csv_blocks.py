@@ -180,7 +180,7 @@ def test_kernels_and_libraries_read_from_cut_details_are_those_of_the_whole_cell
     def libraries(frame: pl.DataFrame) -> list:
         base = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(POSITION), pl.col("name"),
                             *(c for c in cells.STACK_CELLS if c in frame.columns))
-        return _with_family(base, frame).sort(POSITION).get_column("library").to_list()
+        return _with_family(base, frame)[0].sort(POSITION).get_column("library").to_list()
 
     assert libraries(read) == libraries(whole)
 

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jarvis_moe.engine import distinct
-from jarvis_moe.engine.distinct import distinct_groups, with_distinct_facts
+from jarvis_moe.engine.distinct import distinct_facts, distinct_groups
 
 ids = st.one_of(st.none(), st.integers(0, 6), st.integers(0, 2**32 - 1))
 
@@ -69,7 +69,15 @@ def test_facts_are_those_computed_row_by_row(monkeypatch, as_categorical, python
              pl.concat_str([pl.col("name"), pl.col("spec").cast(pl.String).str.strip_chars()], separator="|")
              .alias("named_spec"),
              (pl.col("n") * 2).alias("twice")]
-    got = with_distinct_facts(frame, ("t", "spec", "n"), facts, keep=("name",))
-    want = frame.with_columns(facts).drop("t", "spec", "n")
-    assert got.columns == want.columns
-    assert got.to_dicts() == want.to_dicts()
+    group, table = distinct_facts(frame, ("t", "spec", "n"), facts, keep=("name",))
+    want = frame.select(facts)
+    assert table.columns == want.columns
+    assert table[group].to_dicts() == want.to_dicts()
+    assert table.height == frame.unique(subset=["t", "spec", "n", "name"]).height
+
+
+def test_without_key_cells_every_row_is_one_group():
+    frame = pl.DataFrame({"x": [3, 1, 2]})
+    group, table = distinct_facts(frame, ("absent",), [pl.lit("same").alias("fact")])
+    assert group.to_list() == [0, 0, 0]
+    assert table.to_dicts() == [{"fact": "same"}]

@@ -22,7 +22,8 @@ from jarvis_moe.engine import impact
 from jarvis_moe.engine.category import significance
 from jarvis_moe.engine.figures import KERNEL_DTYPE
 from jarvis_moe.engine.contract import CategoryPaths, Metadata
-from jarvis_moe.engine.figures import POSITION, PeakChoice, category_figures, ranked_figures, resolve_peak
+from jarvis_moe.engine.figures import POSITION, category_figures, ranked_figures
+from jarvis_moe.engine.peaks import PeakChoice, resolve_peak
 from jarvis_moe.engine.load import Inputs, load_inputs
 from jarvis_moe.manifest import default_options
 from jarvis_moe.options import build_options

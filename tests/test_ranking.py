@@ -6,7 +6,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jarvis_moe.engine.ranking import Ranked
+from jarvis_moe.engine.ranking import Deferred, Ranked
 
 times = st.lists(st.sampled_from([0.0, 1.0, 2.5, 2.5, 7.0, 1e-300, 1e300]), min_size=0, max_size=40)
 
@@ -37,3 +37,18 @@ def test_the_rows_at_given_ranks_are_those_of_the_sorted_frame(values, data):
     ranks = data.draw(st.lists(st.integers(0, len(values) - 1), max_size=10))
     ranked = Ranked.by_time(frame)
     assert ranked.rows(ranks).equals(ranked.frame()[ranks])
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=times.filter(bool), data=st.data())
+def test_deferred_facts_come_with_the_rows_of_their_groups(values, data):
+    # Facts kept one row per group reach exactly the rows listed, as if every row had carried them.
+    groups = data.draw(st.lists(st.integers(0, 3), min_size=len(values), max_size=len(values)))
+    facts = pl.DataFrame({"fact": ["a", None, "c", "d"], "other": [1.5, 2.5, None, 4.0]})
+    frame = frame_of(values).with_columns(pl.Series("__g", groups, dtype=pl.UInt32))
+    ranked = Ranked.by_time(frame, (Deferred("__g", facts),))
+    carried = frame.drop("__g").hstack(facts[frame.get_column("__g")].get_columns())
+    assert ranked.frame().equals(carried.sort("time_us", descending=True, maintain_order=True))
+    ranks = data.draw(st.lists(st.integers(0, len(values) - 1), max_size=10))
+    assert ranked.rows(ranks).equals(ranked.frame()[ranks])
+    assert ranked.columns(["name"]).equals(ranked.frame().select("name"))

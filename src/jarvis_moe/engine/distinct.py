@@ -77,22 +77,23 @@ def _combined_key(ids: pl.DataFrame) -> pl.Series:
     return key
 
 
-def with_distinct_facts(
+def distinct_facts(
     df: pl.DataFrame, cells: tuple[str, ...], facts: list[pl.Expr], keep: tuple[str, ...] = (),
     first: list[pl.Expr] | None = None,
-) -> pl.DataFrame:
-    """``df`` with ``facts`` computed once per distinct value of ``cells`` (see the module docstring).
+) -> tuple[pl.Series, pl.DataFrame]:
+    """(each row's group, the ``facts`` of each group) for the distinct values of ``keep`` and ``cells``.
 
-    The ``keep`` columns are part of the key and stay; the ``cells`` of
-    ``df`` are dropped after. ``facts`` read the key columns and the columns
-    of ``first``, which are computed before them and not kept (a parsed list
-    that several facts read is parsed once). Each fact is computed value by
-    value (no aggregation over rows) and named apart from the key cells.
+    ``facts`` read the key columns and the columns of ``first``, which are
+    computed before them and not kept (a parsed list that several facts
+    read is parsed once). Each fact is computed value by value (no
+    aggregation over rows) and named apart from the key cells. A row's
+    facts are ``facts[group]``: a caller gathers each fact for the rows that
+    read it, every row or a few. Without key cells in ``df`` every row is
+    one group.
     """
-    present = [c for c in cells if c in df.columns]
-    keys = [*keep, *present]
+    keys = [*keep, *(c for c in cells if c in df.columns)]
     if not keys:
-        return df.with_columns(facts)
+        return pl.repeat(0, df.height, dtype=pl.UInt32, eager=True), df.head(1).select(facts)
     ids = [f"__id_{i}" for i in range(len(keys))]
     id_frame = df.select(cell_id(df, c).alias(i) for c, i in zip(keys, ids))
     group, firsts = distinct_groups(id_frame)
@@ -100,8 +101,7 @@ def with_distinct_facts(
     if first:
         distinct = distinct.with_columns(first)
     distinct = _with_facts(distinct, dict(zip(keys, ids)), facts)
-    distinct = distinct.drop(*ids, *keys, *(e.meta.output_name() for e in first or ()))
-    return df.drop(present).hstack(distinct[group].get_columns())
+    return group, distinct.drop(*ids, *keys, *(e.meta.output_name() for e in first or ()))
 
 
 def _with_facts(distinct: pl.DataFrame, id_of: dict[str, str], facts: list[pl.Expr]) -> pl.DataFrame:

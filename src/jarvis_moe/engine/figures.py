@@ -10,12 +10,10 @@ as reading it; the few rows the report lists are modelled one by one later.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
-from jarvis_moe.engine import dtypes
 from jarvis_moe.engine.cells import (
     STACK_CELLS,
     TYPE_CELLS,
@@ -28,10 +26,11 @@ from jarvis_moe.engine.cells import (
     type_facts,
 )
 from jarvis_moe.engine.contract import FLOAT_COLUMNS, TIME_SUM, Metadata
-from jarvis_moe.engine.distinct import cell_id, distinct_groups, with_distinct_facts
+from jarvis_moe.engine.distinct import distinct_facts
 from jarvis_moe.engine.families import BY_KEY, name_to_key
 from jarvis_moe.engine.libraries import library_expr, name_library
-from jarvis_moe.engine.ranking import Ranked
+from jarvis_moe.engine.peaks import BY_KERNEL, with_peaks
+from jarvis_moe.engine.ranking import Deferred, Ranked
 from jarvis_moe.options import Options
 
 COMPARATIVE = "comparative"
@@ -51,75 +50,6 @@ POSITION = "__position"
 ENGINE = "in-memory"
 # Cells read once per distinct combination, with the dtype list.
 SHARED_CELLS = ("perf_params", "Compute Spec", "Roofline Bound")
-
-
-@dataclass(frozen=True)
-class PeakChoice:
-    """The compute peak used for one (compute spec, activation dtype) pair."""
-
-    peak: float | None
-    substituted_spec: str | None
-    warning: str | None
-    basis: str | None = None  # kernel_name when the kernel's own dtype chose the peak
-
-
-def resolve_peak(spec: str | None, act_dtype: str | None, metadata: Metadata,
-                 kernel_dtype: str | None = None) -> PeakChoice:
-    """Analysis §2 peak resolution, with the precision-substitution rule.
-
-    What the kernel computes in comes first when its name says it
-    (:data:`KERNEL_DTYPE`): the same kernel is rated against the same peak
-    whatever ``Compute Spec`` the pipeline gave its op.
-
-    :param spec: the op's ``Compute Spec`` (``matrix_fp4``, ...), may be empty.
-    :param act_dtype: the short dtype of the op's first input (``bf16``, ...).
-    :param kernel_dtype: the dtype the kernel's name says it computes in.
-    :return: the peak in TFLOP/s (``None`` when nothing applies), the spec it
-        was taken from when that differs from ``spec``, and the warning that
-        says so.
-    """
-    peaks = metadata.compute_peaks()
-    spec = (spec or "").strip() or None
-    if not peaks:
-        # Older metadata: one BF16 peak stands for every spec.
-        old = metadata.peak_bf16_maf_tflops
-        if spec and spec != "matrix_bf16" and old:
-            return PeakChoice(
-                old, "matrix_bf16",
-                f"metadata has only a BF16 peak (older pipeline); {old:g} TFLOP/s used for {spec}",
-            )
-        return PeakChoice(old, None, None)
-    by_kernel = f"matrix_{kernel_dtype}" if kernel_dtype else None
-    if by_kernel and by_kernel in peaks and by_kernel != spec and (spec is None or spec in peaks):
-        return PeakChoice(
-            peaks[by_kernel], by_kernel,
-            f"its kernel computes in {kernel_dtype} (the kernel name says so), so it is rated against the "
-            f"{_spoken(by_kernel)} peak ({peaks[by_kernel]:g} TFLOP/s)"
-            + (f", not the {_spoken(spec)} peak of its Compute Spec" if spec else ""), "kernel_name")
-    if spec and spec in peaks:
-        return PeakChoice(peaks[spec], None, None, "compute_spec")
-    fallback = f"matrix_{act_dtype}" if act_dtype else None
-    if fallback and fallback in peaks:
-        if spec is None:
-            return PeakChoice(peaks[fallback], fallback, None, "activation_dtype")
-        return PeakChoice(
-            peaks[fallback], fallback,
-            f"{metadata.platform or 'this platform'} has no {_spoken(spec)} peak; the op is rated against "
-            f"its {_spoken(fallback)} peak ({peaks[fallback]:g} TFLOP/s), the dtype of its activations, as the "
-            f"kernel computes on dequantised weights; weight bytes are kept as measured", "activation_dtype",
-        )
-    return PeakChoice(
-        None, None,
-        f"no compute peak for {spec or 'an unknown compute spec'}"
-        + (f" or {fallback}" if fallback else "")
-        + "; efficiency is left unknown",
-    )
-
-
-def _spoken(spec: str) -> str:
-    """``matrix_fp4`` as a sentence says it: ``fp4 matrix``."""
-    kind, _, dtype = spec.partition("_")
-    return f"{dtype} {kind}" if dtype else spec
 
 
 def _first_float(frame: pl.DataFrame, *cols: str) -> pl.Expr:
@@ -144,21 +74,30 @@ def ranked_figures(inputs_frame: pl.DataFrame, metadata: Metadata, *, scope: str
     ``substituted_spec``, ``peak_warning``, ``bound``, ``eff_roofline``,
     ``eff_source``, ``efficiency``, ``clamped``, ``is_anomaly``,
     ``over_100``, ``cov``, ``high_variance``, ``family``, ``library``, ``num_tokens``
-    ``first_type`` (the first input dtype).
+    ``first_type`` (the first input dtype). Facts of distinct cells that
+    only listed ops read (``first_type``, ``spec``, ``family``,
+    ``kernel_dtype``, ``act_dtype``, ``substituted_spec``, ``peak_warning``,
+    ``peak_basis``) come with :meth:`Ranked.rows` and :meth:`Ranked.frame`,
+    not with :meth:`Ranked.columns`.
     """
-    base = _read_facts(inputs_frame)
-    lf = _rates(_with_peaks(base, metadata), metadata.peak_hbm_bw_tbs)
+    base, types, stacks = _read_facts(inputs_frame)
+    peaked, peaks = with_peaks(base, types, stacks, metadata)
+    lf = _rates(peaked, metadata.peak_hbm_bw_tbs)
     lf = _efficiency_in_scope(_bound_and_efficiency(lf, base, metadata.peak_hbm_bw_tbs), base, scope)
     # Summed in one piece: a sum over several pieces depends in its last bits
     # on where the reader's blocks ended, and a share on a rounding edge would
     # print differently for the same file read in other blocks.
     total_us = float(inputs_frame.get_column(TIME_SUM).rechunk().sum())
     lf = _shares_and_variance(lf, base, options, total_us, metadata.e2e_time_ms)
-    return Ranked.by_time(lf.drop("bound_text").collect(engine=ENGINE))
+    return Ranked.by_time(lf.drop("bound_text", BY_KERNEL).collect(engine=ENGINE), (types, stacks, peaks))
 
 
-def _read_facts(src: pl.DataFrame) -> pl.DataFrame:
-    """The narrow frame of the figures' inputs: positions, numbers and the facts of the text cells."""
+def _read_facts(src: pl.DataFrame) -> tuple[pl.DataFrame, Deferred, Deferred]:
+    """The narrow frame of the figures' inputs: positions, numbers and the facts of the text cells.
+
+    With it, the facts only listed ops read (first input dtype and spec;
+    family and kernel dtype), one row per distinct cell.
+    """
     # Every fact of the text cells that a figure needs is read here, once per
     # distinct cell (categoricals: the ops of a trace share a few dtype lists,
     # specs and call stacks, and one perf_params per token count, over
@@ -175,34 +114,25 @@ def _read_facts(src: pl.DataFrame) -> pl.DataFrame:
     facts = [*perf_facts(src, ("num_tokens",)), type_facts(src)[0].list.first().alias("first_type"),
              text_column(src, "Compute Spec").str.strip_chars().alias("spec"),
              text_column(src, "Roofline Bound").str.strip_chars().str.to_uppercase().alias("bound_text")]
-    f = with_distinct_facts(lf.collect(engine=ENGINE), (*TYPE_CELLS, *SHARED_CELLS), facts)
-    return _with_family(_with_token_counts(f, src), src)
+    f, types = _split_facts(lf.collect(engine=ENGINE), (*TYPE_CELLS, *SHARED_CELLS), facts,
+                            ("pp_num_tokens", "bound_text"), "__types")
+    f, stacks = _with_family(_with_token_counts(f, src), src)
+    return f, types, stacks
 
 
-_PEAK_KEYS = ("spec", "first_type", "kernel_dtype")
+def _split_facts(f: pl.DataFrame, cells: tuple[str, ...], facts: list[pl.Expr], every_row: tuple[str, ...],
+                 group: str, keep: tuple[str, ...] = (), first: list[pl.Expr] | None = None,
+                 ) -> tuple[pl.DataFrame, Deferred]:
+    """``f`` with the ``every_row`` facts of its distinct ``cells`` and, as ``group``, each row's group.
 
-
-def _with_peaks(f: pl.DataFrame, metadata: Metadata) -> pl.DataFrame:
-    """``f`` with the compute peak of each op and its warning.
-
-    Resolved once per distinct (spec, first input dtype, kernel dtype) and
-    gathered back to the rows: a join on the three texts hashed every row's
-    texts and copied every column (0.1-0.2 s at a million rows).
+    The other facts stay one row per group: only listed ops read them, and
+    a text column of every row is 16 bytes a row to gather and fault in
+    (0.09 s for ten of them at a million rows).
     """
-    ids = f.select(cell_id(f, c) for c in _PEAK_KEYS)
-    group, firsts = distinct_groups(ids)
-    rows = []
-    for spec, first_type, kernel_dtype in f.select(_PEAK_KEYS)[firsts].iter_rows():
-        act = dtypes.args_label(first_type) if first_type else None
-        choice = resolve_peak(spec, act, metadata, kernel_dtype)
-        rows.append((act, choice.peak, choice.substituted_spec, choice.warning, choice.basis))
-    peaks = pl.DataFrame(
-        rows,
-        schema={"act_dtype": pl.String, "peak_tflops": pl.Float64, "substituted_spec": pl.String,
-                "peak_warning": pl.String, "peak_basis": pl.String},
-        orient="row",
-    )
-    return f.hstack(peaks[group].get_columns())
+    groups, table = distinct_facts(f, cells, facts, keep, first)
+    present = [c for c in cells if c in f.columns]
+    f = f.drop(present).hstack([*table.select(every_row)[groups].get_columns(), groups.alias(group)])
+    return f, Deferred(group, table.drop(every_row))
 
 
 def _rates(base: pl.DataFrame, bw: float) -> pl.LazyFrame:
@@ -247,7 +177,7 @@ def _bound_and_efficiency(lf: pl.LazyFrame, base: pl.DataFrame, bw: float) -> pl
     """The bound of each op and its roofline efficiency, with where that came from."""
     # A peak chosen by the kernel's dtype replaces the pipeline's: its
     # bound and roofline % were judged against the other peak.
-    by_kernel = pl.col("peak_basis") == "kernel_name"
+    by_kernel = pl.col(BY_KERNEL)
     peak = pl.col("peak_tflops")
     bound_col = pl.when(by_kernel).then(pl.lit(None, pl.String)).otherwise(pl.col("bound_text"))
     lf = lf.with_columns(
@@ -324,8 +254,8 @@ def _known(expr: pl.Expr) -> pl.Expr:
     return pl.when(expr.is_finite()).then(expr)
 
 
-def _with_family(f: pl.DataFrame, src: pl.DataFrame) -> pl.DataFrame:
-    """Add ``family`` (the key of the op's MoE family, null when unknown) and ``library``.
+def _with_family(f: pl.DataFrame, src: pl.DataFrame) -> tuple[pl.DataFrame, Deferred]:
+    """Add ``library``; ``family`` (the key of the op's MoE family, null when unknown) and the kernel's dtype per stack.
 
     In two levels. Once per distinct (name, call stack), a trace has a
     handful of those however many shapes it holds: the family, and the
@@ -349,18 +279,18 @@ def _with_family(f: pl.DataFrame, src: pl.DataFrame) -> pl.DataFrame:
                          ignore_nulls=True).str.to_lowercase()
     kernel_dtype = (pl.when(said.str.contains(KERNEL_DTYPE["16-bit"])).then(said.str.extract(KERNEL_DTYPE["16-bit"], 1))
                     .when(said.str.contains(KERNEL_DTYPE["fp8"])).then(pl.lit("fp8")))
-    f = with_distinct_facts(f, STACK_CELLS, [family.alias("family"), library.alias("library"),
-                                             kernel_dtype.alias("kernel_dtype")],
-                            keep=("name",), first=[stack_kernels(src).alias("_stack_kernels")])
+    f, stacks = _split_facts(f, STACK_CELLS, [family.alias("family"), library.alias("library"),
+                                              kernel_dtype.alias("kernel_dtype")], ("library",), "__stacks",
+                             keep=("name",), first=[stack_kernels(src).alias("_stack_kernels")])
     open_rows = f.get_column("library").is_null()
     if not open_rows.any():
-        return f
+        return f, stacks
     positions = f.filter(open_rows).get_column(POSITION)
     details = src.select(name, detail_kernels(src).alias("_details")).gather(positions)
     found = details.select(
         positions, library_expr(name, named(pl.col("_details")).list.join("\n")).alias("_library"))
     return f.join(found, on=POSITION, how="left", maintain_order="left").with_columns(
-        library=pl.coalesce("library", "_library")).drop("_library")
+        library=pl.coalesce("library", "_library")).drop("_library"), stacks
 
 
 def _efficiency_in_scope(f: pl.LazyFrame, base: pl.DataFrame, scope: str) -> pl.LazyFrame:
