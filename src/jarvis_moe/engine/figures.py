@@ -255,7 +255,8 @@ def _known(expr: pl.Expr) -> pl.Expr:
 
 
 def _with_family(f: pl.DataFrame, src: pl.DataFrame) -> tuple[pl.DataFrame, Deferred]:
-    """Add ``library``; ``family`` (the key of the op's MoE family, null when unknown) and the kernel's dtype per stack.
+    """Add ``library`` to every row; ``family`` (the key of the op's MoE family, null when unknown)
+    and the kernel's dtype stay one row per distinct (name, call stack), for the listed ops.
 
     In two levels. Once per distinct (name, call stack), a trace has a
     handful of those however many shapes it holds: the family, and the

@@ -35,7 +35,7 @@ def resolve_peak(spec: str | None, act_dtype: str | None, metadata: Metadata,
     """Analysis §2 peak resolution, with the precision-substitution rule.
 
     What the kernel computes in comes first when its name says it
-    (:data:`KERNEL_DTYPE`): the same kernel is rated against the same peak
+    (:data:`~jarvis_moe.engine.figures.KERNEL_DTYPE`): the same kernel is rated against the same peak
     whatever ``Compute Spec`` the pipeline gave its op.
 
     :param spec: the op's ``Compute Spec`` (``matrix_fp4``, ...), may be empty.

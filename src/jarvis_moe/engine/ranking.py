@@ -19,7 +19,7 @@ import polars as pl
 
 @dataclass(frozen=True)
 class Deferred:
-    """Facts not given back to every row: ``group``, the column of each row's group, and ``facts``, one row per group."""
+    """Facts not given back to every row: ``group``, the column of each row's group; ``facts``, one row per group."""
 
     group: str
     facts: pl.DataFrame
