@@ -233,14 +233,38 @@ def _type_columns(frame: pl.DataFrame, rel: str, warnings: list[str]) -> pl.Data
     _refuse_empty_names(frame, rel)
     present = [c for c in FLOAT_COLUMNS if c in frame.columns]
     numbers, filled = _parse_numbers(frame, present)
-    numbers = _blank_bad_cells(frame, numbers, present, filled, rel, warnings)
-    # A "-0" cell is stored as 0 (and so printed as 0). Only a column with a
-    # zero can hold one; the others are kept as they are. (polars folds
-    # x + 0.0 into x, which would keep the -0.)
-    zeros = numbers.select((pl.all() == 0).any()).row(0, named=True)
+    ranges = _ranges(numbers, present)
+    suspect = [c for c in present if _may_be_bad(c, ranges[c], filled)]
+    numbers = _blank_bad_cells(frame, numbers, suspect, filled, rel, warnings)
+    # A "-0" cell is stored as 0 (and so printed as 0). Only a column whose
+    # range holds 0 can hold one; the others are kept as they are. (polars
+    # folds x + 0.0 into x, which would keep the -0.)
+    zeros = {c: low is not None and low <= 0 <= high for c, (low, high, _, _) in ranges.items()}
     return frame.with_columns(numbers.select(
         pl.when(pl.col(c) == 0).then(0.0).otherwise(pl.col(c)).alias(c) if zeros[c] else pl.col(c) for c in present
     ).get_columns())
+
+
+def _ranges(numbers: pl.DataFrame, present: list[str]) -> dict[str, tuple[Any, Any, bool, int]]:
+    """Per column: (least, greatest, whether a NaN is there, nulls); the least and greatest leave NaN out."""
+    stats = numbers.select(e for i, c in enumerate(present) for e in (
+        pl.col(c).min().alias(f"{i}l"), pl.col(c).max().alias(f"{i}h"),
+        pl.col(c).is_nan().any().alias(f"{i}n"), pl.col(c).null_count().alias(f"{i}z"))).row(0)
+    return {c: stats[4 * i:4 * i + 4] for i, c in enumerate(present)}
+
+
+def _may_be_bad(col: str, ranges: tuple[Any, Any, bool, int], filled: dict[str, pl.Series]) -> bool:
+    """Whether ``col`` can hold a cell :func:`_bad` finds, judged from its range: most columns cannot."""
+    low, high, nan, nulls = ranges
+    if col in filled or nan or (col == TIME_SUM and nulls):
+        return True
+    if low is None:
+        return False
+    if high > MAX_NUMBER or low < -MAX_NUMBER:  # an infinity is beyond it too
+        return True
+    if col in NON_NEGATIVE_COLUMNS and low < 0:
+        return True
+    return col == "operation_count" and low < 1
 
 
 def _refuse_empty_names(frame: pl.DataFrame, rel: str) -> None:
@@ -288,7 +312,9 @@ def _bad(col: str, filled: dict[str, pl.Series]) -> pl.Expr:
 
 def _blank_bad_cells(frame: pl.DataFrame, numbers: pl.DataFrame, present: list[str],
                      filled: dict[str, pl.Series], rel: str, warnings: list[str]) -> pl.DataFrame:
-    """Fail on a bad time sum; blank other bad cells with one warning per column."""
+    """Fail on a bad time sum; blank other bad cells of the ``present`` columns with one warning per column."""
+    if not present:
+        return numbers
     counts = numbers.select(_bad(c, filled).sum().alias(c) for c in present).row(0, named=True)
     masks = numbers.select(_bad(c, filled).alias(c) for c in present if counts[c])
     blanked = []
