@@ -157,3 +157,17 @@ def test_roofline_plot_gets_only_the_ops_of_the_findings_table(tmp_path):
               if c.find("{http://www.w3.org/2000/svg}title") is not None]
     assert len(marked) == 7
     assert len(read_metrics(tmp_path, "moe_fused")["operations"]) == 40
+
+
+def test_rows_are_repeats_only_when_their_ex_uids_are_the_same_too(tmp_path):
+    # Distinct ex_UIDs settle it without comparing rows; a shared one, or two
+    # missing ones, leave the rows to be compared cell by cell.
+    rows = [_row(ex_UID="1"), _row(ex_UID="2"), _row(ex_UID="3")]
+    assert _load(write_output_dir(tmp_path / "distinct", rows)).frame.height == 3
+    rows = [_row(ex_UID="1"), _row(ex_UID="2"), _row(ex_UID="1")]
+    inputs = _load(write_output_dir(tmp_path / "shared", rows))
+    assert inputs.frame.get_column("__row").to_list() == [1, 2]
+    rows = [_row(ex_UID=""), _row(ex_UID="2"), _row(ex_UID="")]
+    inputs = _load(write_output_dir(tmp_path / "missing", rows))
+    assert inputs.frame.get_column("__row").to_list() == [1, 2]
+    assert inputs.warnings == ["1 row(s) repeat an earlier row exactly and were ignored (rows 3)"]
