@@ -297,6 +297,9 @@ def test_numpy_wrapped_perf_params_unwrap():
             row["pp_topk"]) == (16, 4096, 14336, 8, 2)
     assert row["pp_gated"] is True and row["pp_input_dtype"] == "c10::BFloat16"
     assert one("perf_params", "{'gated': np.False_}")["pp_gated"] is False
+    # A numpy boolean where a number or a dtype belongs is no value.
+    row = one("perf_params", "{'num_tokens': np.True_, 'topk': True, 'input_dtype': np.False_}")
+    assert (row["pp_num_tokens"], row["pp_topk"], row["pp_input_dtype"]) == (None, None, None)
 
 
 def test_double_quoted_keys_and_values_read_like_single_quoted_ones():

@@ -216,9 +216,14 @@ _NUMPY_OPEN = r"(?:(?:np|numpy)\.(?:[A-Za-z0-9_]+\(\s*)?)?"
 
 
 def _perf_value(params: pl.Expr, key: str) -> pl.Expr:
-    """The value text of ``key``, a numpy wrapper around it dropped, in one regex pass."""
+    """The value text of ``key``, a numpy wrapper around it dropped, in one regex pass.
+
+    A numpy boolean keeps its trailing underscore (``True_``): only a flag
+    reads it (``pp_gated``, which drops it), and to a number or a quoted text it is no
+    value either way.
+    """
     pattern = rf"(?:'{key}'|\"{key}\")\s*:\s*{_NUMPY_OPEN}({_STRING}|[^,}}\s()]+)"
-    return params.str.extract(pattern, 1).str.replace(r"^(True|False)_$", "$1")
+    return params.str.extract(pattern, 1)
 
 
 def perf_facts(frame: pl.DataFrame, keys: tuple[str, ...] | None = None) -> list[pl.Expr]:
@@ -241,7 +246,7 @@ def perf_facts(frame: pl.DataFrame, keys: tuple[str, ...] | None = None) -> list
         raw = _perf_value(params, key)
         out.append(pl.when(raw.str.contains(r"^['\"]")).then(_unquote(raw)).alias(f"pp_{key}"))
     if "gated" in wanted:
-        flag = _perf_value(params, "gated").str.to_lowercase()
+        flag = _perf_value(params, "gated").str.replace(r"^(True|False)_$", "$1").str.to_lowercase()
         out.append(pl.when(flag.is_in(["true", "1"])).then(True)
                    .when(flag.is_in(["false", "0"])).then(False).alias("pp_gated"))
     return out
