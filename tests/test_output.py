@@ -476,3 +476,16 @@ def test_kill_9_during_the_writes_never_leaves_a_mixed_set(tmp_path):
     write_outputs(tmp_path, short_set("B"), stale=NAMES.optional)
     assert assert_one_set_or_none(tmp_path) == "B" and temps(tmp_path) == []
     assert {"A", "B"} & set(seen)
+
+
+def test_the_metrics_read_back_for_the_page_check_are_those_json_reads():
+    # The run checks its page against the metrics JSON read by pydantic's
+    # parser; it must read every value, float bits included, as json does.
+    from pydantic_core import from_json
+
+    texts = [p.read_text(encoding="utf-8") for p in sorted(Path(__file__).parent.glob("golden/*/category_data/*metrics.json"))]
+    assert len(texts) >= 10
+    for text in texts:
+        ours, theirs = from_json(text), json.loads(text)
+        assert ours == theirs
+        assert json.dumps(ours, allow_nan=False) == json.dumps(theirs, allow_nan=False)  # repr of every float
