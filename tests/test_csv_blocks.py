@@ -422,3 +422,30 @@ def test_columns_screened_out_by_their_range_hold_no_bad_cell(rows):
         low, high = ranges[col][:2]
         if (numbers.get_column(col) == 0).any():
             assert low is not None and low <= 0 <= high
+
+
+DETAILS_WITH_BREAKS = DETAILS + ['[{\'name\': "k\nwith a break", \'count\': 1}]', "[{'name': 'say \"hi\"\r\n'}]"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.sampled_from(STACKS[1:] + [STACKS[3]] * 4), st.sampled_from(DETAILS_WITH_BREAKS),
+                               st.sampled_from(["1", "2", "3"]), st.sampled_from(["1.0", "2.0"])),
+                     min_size=1, max_size=24),
+       block=st.sampled_from([64, 160, 400, 1 << 20]))
+def test_details_read_only_where_needed_give_the_rows_of_a_full_read(tmp_path_factory, monkeypatch, rows, block):
+    # Blocks whose stacks all name their kernels are parsed without the details; the rows, cells,
+    # repeats and warnings must be those of a read that parses every block's details.
+    root = tmp_path_factory.mktemp("deferred")
+    write_output_dir(root, [{"name": "fused_moe", "Kernel Time (µs)_sum": time, "ex_UID": uid,
+                             "call_stack_full": stack, "kernel_details_summary": details or ""}
+                            for stack, details, uid, time in rows])
+    monkeypatch.setattr(csv_blocks, "BLOCK_BYTES", block)
+    monkeypatch.setattr(csv_blocks, "MAX_BLOCK_BYTES", block)
+    deferred = load_inputs(CategoryPaths(root, "moe_fused"))
+    full_read = read_csv._read_frame
+    monkeypatch.setattr(read_csv, "_read_frame", lambda *args, **kwargs: full_read(*args[:5], deferred=False))
+    full = load_inputs(CategoryPaths(root, "moe_fused"))
+    assert deferred is not None and full is not None
+    assert deferred.frame.to_dicts() == full.frame.to_dicts()
+    assert deferred.frame.schema == full.frame.schema
+    assert deferred.warnings == full.warnings

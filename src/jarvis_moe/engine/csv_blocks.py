@@ -48,6 +48,8 @@ MAX_PARSE_THREADS = 8  # blocks parsed at once, each with about a block's worth 
 MERGED_PARTS = 32  # parsed blocks copied into one piece
 MERGED_ROWS = 100_000  # ... or as many as hold this many rows
 TAIL_BYTES = 64 << 10  # where a block's last line end is looked for
+# What is done to each block's rows: given them and a function that parses the block again with every column.
+PerBlock = Callable[[pl.DataFrame, Callable[[], pl.DataFrame]], pl.DataFrame]
 QUOTE = b'"'
 COUNT_SLICE = 1 << 20  # bytes whose quotes are counted at once
 
@@ -152,8 +154,8 @@ def _block_at(fd: int, span: tuple[int, int, int], eol: bytes, tail_bytes: int,
 
 
 def read_blocks(path: Path, schema: dict[str, Any], options: dict[str, Any], eol: str = "\n",
-                per_block: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
-                block_bytes: int | None = None) -> pl.DataFrame:
+                per_block: PerBlock | None = None, block_bytes: int | None = None,
+                deferred: str | None = None) -> pl.DataFrame:
     """``polars.read_csv(path, schema=schema, **options)``, block by block.
 
     ``options`` are the reader's; ``skip_rows`` applies to the first block
@@ -161,6 +163,13 @@ def read_blocks(path: Path, schema: dict[str, Any], options: dict[str, Any], eol
     over the whole file. ``per_block`` transforms each block's rows as they
     are read (a long cell cut to what is used of it never lives in memory
     whole for the whole file).
+
+    A ``deferred`` column of ``options["columns"]`` is left out of each
+    block's parse: ``per_block`` gets the rows without it and a function
+    that parses the block again with it, for the blocks whose rows need it.
+    Where ``per_block`` gives back rows without it, it is null. The columns
+    come in the order of ``options["columns"]``, the ones ``per_block``
+    adds after them.
 
     Blocks are parsed by as many threads as polars has, up to
     ``MAX_PARSE_THREADS`` (the reader runs without the interpreter lock, and
@@ -183,7 +192,7 @@ def read_blocks(path: Path, schema: dict[str, Any], options: dict[str, Any], eol
         while start is not None:
             blocks = _blocks(fh.fileno(), eol.encode(), block_bytes, TAIL_BYTES, start, guess)
             start = _parse_in_order(pool, workers, blocks, pieces, schema, block_options,
-                                    options.get("skip_rows", 0), per_block)
+                                    options.get("skip_rows", 0), per_block, deferred)
             guess = False
     frame = pieces.frame()
     return frame.with_row_index(row_index, options.get("row_index_offset", 0)) if row_index else frame
@@ -191,7 +200,7 @@ def read_blocks(path: Path, schema: dict[str, Any], options: dict[str, Any], eol
 
 def _parse_in_order(pool: ThreadPoolExecutor, workers: int, blocks: Iterator[tuple[int, bytes, bool, bool]],
                     pieces: _Pieces, schema: dict[str, Any], options: dict[str, Any], skip: int,
-                    per_block: Callable[[pl.DataFrame], pl.DataFrame] | None) -> int | None:
+                    per_block: PerBlock | None, deferred: str | None = None) -> int | None:
     """Parse ``blocks`` on ``pool`` and add them to ``pieces`` in order; the offset of a block cut inside quotes.
 
     None when every block was a whole number of records. Blocks after one
@@ -203,7 +212,7 @@ def _parse_in_order(pool: ThreadPoolExecutor, workers: int, blocks: Iterator[tup
         for offset, block, unclosed, guessed in blocks:
             pending.append((offset, pool.submit(_parse_block, block, unclosed, schema,
                                                 {**options, "skip_rows": skip if offset == 0 else 0}, per_block,
-                                                guessed)))
+                                                guessed, deferred)))
             if len(pending) > workers and (wrong := _take_first(pending, pieces)) is not None:
                 return wrong
         while pending:
@@ -254,29 +263,48 @@ class _Pieces:
 
 
 def _parse_block(block: bytes, unclosed: bool, schema: dict[str, Any], options: dict[str, Any],
-                 per_block: Callable[[pl.DataFrame], pl.DataFrame] | None,
-                 guessed: bool = False) -> pl.DataFrame | None:
+                 per_block: PerBlock | None, guessed: bool = False,
+                 deferred: str | None = None) -> pl.DataFrame | None:
     """One block's rows; one that leaves a quote open is read with its text columns as plain text.
 
     A block whose cut was guessed and that the reader finds ended inside a
     quoted cell is None: the reader rejects it (polars raises an error) or
     takes the cell in, up to the block's last line end. Either way its
     quotes are then counted, and an odd count is a cut inside quotes.
+    Without the ``deferred`` column the reader still parses every cell of
+    the block (it only does not keep that column's), so it rejects the
+    same blocks.
     """
+    columns = options.get("columns")
+    first = options
+    if deferred is not None and columns is not None and deferred in columns:
+        first = {**options, "columns": [c for c in columns if c != deferred]}
     try:
-        if not unclosed:
-            part = pl.read_csv(block, schema=schema, **options)
-        else:
-            plain = {name: pl.String if dtype == pl.Categorical else dtype for name, dtype in schema.items()}
-            part = pl.read_csv(block, schema=plain, **options)
-            part = part.cast({c: t for c, t in schema.items() if c in part.columns and t == pl.Categorical})
+        part = _parse(block, unclosed, schema, first)
     except pl.exceptions.PolarsError:
         if guessed and quotes_in(block) % 2:
             return None
         raise
     if guessed and _last_cell_ends_a_line(part, options.get("eol_char", "\n")) and quotes_in(block) % 2:
         return None
-    return per_block(part) if per_block else part
+    if per_block is None:
+        return part
+    out = per_block(part, lambda: _parse(block, unclosed, schema, options))
+    if first is options or deferred in out.columns:
+        return out
+    assert columns is not None and deferred is not None
+    # Not parsed: null in its place (an insert, not a query: a tenth of a millisecond a block).
+    return out.insert_column(columns.index(deferred),
+                             pl.repeat(None, out.height, dtype=schema.get(deferred, pl.String), eager=True).alias(deferred))
+
+
+def _parse(block: bytes, unclosed: bool, schema: dict[str, Any], options: dict[str, Any]) -> pl.DataFrame:
+    """The block's rows; the text columns read as plain text first when the block leaves a quote open."""
+    if not unclosed:
+        return pl.read_csv(block, schema=schema, **options)
+    plain = {name: pl.String if dtype == pl.Categorical else dtype for name, dtype in schema.items()}
+    part = pl.read_csv(block, schema=plain, **options)
+    return part.cast({c: t for c, t in schema.items() if c in part.columns and t == pl.Categorical})
 
 
 def _last_cell_ends_a_line(part: pl.DataFrame, eol: str) -> bool:

@@ -14,13 +14,14 @@ from typing import Callable
 import polars as pl
 
 from jarvis_moe.engine.cells import details_cut_to_names, last_frames
+from jarvis_moe.engine.csv_blocks import PerBlock
 
 # Hash of each whole kernel-details cell, kept while the rows are checked for
 # exact repeats: rows that differ only in that cell are not repeats.
 DETAILS_HASH = "__details_hash"
 
 
-def details_cutter(column: str, max_bytes: int, stack: str | None = None) -> Callable[[pl.DataFrame], pl.DataFrame]:
+def details_cutter(column: str, max_bytes: int, stack: str | None = None) -> PerBlock:
     """For each block of rows as it is read: ``column``'s cells cut to what is read of them, ``DETAILS_HASH`` added.
 
     The kernel names of a details cell are read only where the row's call
@@ -32,11 +33,22 @@ def details_cutter(column: str, max_bytes: int, stack: str | None = None) -> Cal
     for the reader to judge as it judges any other over-long cell; a stack
     over ``max_bytes``, which the reader will treat as unknown, names no
     kernel.
+
+    A block read without ``column`` (see ``csv_blocks.read_blocks``) whose
+    every stack names its kernels keeps none of its details: the reader
+    makes each cell null, and its hash is null (the cell was not read; the
+    check for repeated rows reads the file again should it need them). Any
+    other block is parsed again with them.
     """
     cell = pl.col(column)
     unnamed: dict[str, bool] = {}  # stack: whether it names no kernel, shared by the blocks
 
-    def cut(part: pl.DataFrame) -> pl.DataFrame:
+    def cut(part: pl.DataFrame, reparse: Callable[[], pl.DataFrame]) -> pl.DataFrame:
+        if column not in part.columns:
+            if _every_stack_named(part, stack, unnamed, max_bytes):  # the reader puts the null cells in
+                return part.insert_column(part.width, pl.repeat(None, part.height, dtype=pl.UInt64,
+                                                                eager=True).alias(DETAILS_HASH))
+            part = reparse()
         # The usual block: no cell over the bound and every stack names its
         # kernels, so every cell is cut to nothing. One probe of the block
         # and one query then do it all; per-row work on a few small queries
@@ -60,6 +72,15 @@ def details_cutter(column: str, max_bytes: int, stack: str | None = None) -> Cal
         return part.with_columns(details.hash().alias(DETAILS_HASH), kept)
 
     return cut
+
+
+def _every_stack_named(part: pl.DataFrame, stack: str | None, unnamed: dict[str, bool], max_bytes: int) -> bool:
+    """Whether every row of ``part`` has a stack that names its kernels (none of its details is read)."""
+    if stack is None or stack not in part.columns:
+        return False
+    seen = part.select(pl.col(stack).drop_nulls().unique().cast(pl.String).implode().alias("stacks"),
+                       pl.col(stack).null_count().alias("nulls")).row(0, named=True)
+    return not seen["nulls"] and not any(_verdicts(seen["stacks"], unnamed, max_bytes).values())
 
 
 MAX_STACKS_KEPT = 4096  # verdicts kept from block to block

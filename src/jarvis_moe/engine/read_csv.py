@@ -47,19 +47,32 @@ def read_rows(path: Path, rel: str, header: CsvHeader, warnings: list[str]) -> p
 
     :raises ContractError: for a row or cell that breaks the contract.
     """
-    frame = _read_frame(path, rel, header.cells, header.selected, header.eol)
-    if frame.height == 0:
-        return None
-    _warn_if_truncated(path, rel, len(header.cells), frame.height, warnings)
-    frame = _bound_text_cells(frame, rel, warnings)
-    frame = _type_columns(frame, rel, warnings)
-    return _drop_duplicate_rows(frame, warnings).drop(DETAILS_HASH, strict=False)
+    # The kernel details are read only for the blocks whose rows read them
+    # (see details_cut); should repeated rows need them to be told apart,
+    # the file is read again with every row's.
+    for deferred in (True, False):
+        frame = _read_frame(path, rel, header.cells, header.selected, header.eol, deferred)
+        if frame.height == 0:
+            return None
+        found: list[str] = []
+        _warn_if_truncated(path, rel, len(header.cells), frame.height, found)
+        frame = _bound_text_cells(frame, rel, found)
+        frame = _type_columns(frame, rel, found)
+        kept = _drop_duplicate_rows(frame, found)
+        if kept is not None:
+            warnings.extend(found)
+            return kept.drop(DETAILS_HASH, strict=False)
+    raise AssertionError("repeated rows are told apart once every row's details are read")
 
 
 def _read_frame(
-    path: Path, rel: str, header: list[str], selected: dict[int, str], eol: str = "\n"
+    path: Path, rel: str, header: list[str], selected: dict[int, str], eol: str = "\n", deferred: bool = False
 ) -> pl.DataFrame:
     """The selected columns, number columns parsed as floats when they all are.
+
+    With ``deferred``, the kernel details are parsed only in the blocks
+    whose rows read them (``details_cut``); elsewhere they and their hash
+    are null.
 
     The reader parses the number columns itself (no text copy of them, no
     cast) unless some cell is not a number; then everything is read as text
@@ -91,11 +104,12 @@ def _read_frame(
     details = next((names[i] for i, name in selected.items() if name == DETAILS), None)
     stack = next((names[i] for i, name in selected.items() if name == STACK), None)
     cut = details_cutter(details, MAX_CELL_BYTES, stack) if details else None
+    later = details if deferred and stack else None
     try:
         try:
-            frame = read_blocks(path, typed_schema, options, eol, cut)
+            frame = read_blocks(path, typed_schema, options, eol, cut, deferred=later)
         except pl.exceptions.ComputeError:
-            frame = read_blocks(path, text_schema, options, eol, cut)
+            frame = read_blocks(path, text_schema, options, eol, cut, deferred=later)
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         raise ContractError(rel, _describe_unreadable(path, exc)) from None
     time_sum = next(names[i] for i, name in selected.items() if name == TIME_SUM)
@@ -346,12 +360,14 @@ def _blank_bad_cells(frame: pl.DataFrame, numbers: pl.DataFrame, present: list[s
     return numbers
 
 
-def _drop_duplicate_rows(frame: pl.DataFrame, warnings: list[str]) -> pl.DataFrame:
+def _drop_duplicate_rows(frame: pl.DataFrame, warnings: list[str]) -> pl.DataFrame | None:
     """Exact repeats of a row would count its time twice: keep the first.
 
     Rows are compared through a hash of their short cells first; only rows
     that share a hash are compared cell by cell, so a file without repeats
     (the usual case) never pays for a row-wise comparison of its long cells.
+    None when rows look the same but some of their kernel details were not
+    read (their hash is null): the details may tell them apart.
     """
     # Rows that differ in one cell are not repeats: when every ex_UID has a
     # hash of its own (a null hashes as one value), no row repeats another.
@@ -372,6 +388,8 @@ def _drop_duplicate_rows(frame: pl.DataFrame, warnings: list[str]) -> pl.DataFra
     n_dup = repeats.len()
     if not n_dup:
         return frame
+    if DETAILS_HASH in frame.columns and candidates.get_column(DETAILS_HASH).has_nulls():
+        return None
     rows = repeats.head(5).to_list()
     warnings.append(
         f"{n_dup} row(s) repeat an earlier row exactly and were ignored (rows "
