@@ -266,9 +266,10 @@ def test_any_number_of_parsing_threads_and_merges_reads_the_same_rows(tmp_path, 
 
 
 def test_the_block_size_grows_with_the_file_within_its_bounds(tmp_path, monkeypatch):
-    # A 64th of the file, within the bounds: 8 MiB up to 512 MiB files, 24 MiB from 1.5 GiB.
-    assert csv_blocks.block_size(100 << 20) == 8 << 20
+    # A 64th of the file, within the bounds: 16 MiB up to 1 GiB files, 24 MiB from 1.5 GiB.
+    assert csv_blocks.block_size(100 << 20) == 16 << 20
     assert csv_blocks.block_size(1 << 30) == 16 << 20
+    assert csv_blocks.block_size(1280 << 20) == 20 << 20
     assert csv_blocks.block_size(4 << 30) == 24 << 20
     # Bounds of 16 and 64 bytes, a quarter of the file: the default reads blocks of 16 to 64 bytes.
     monkeypatch.setattr(csv_blocks, "BLOCK_BYTES", 16)
