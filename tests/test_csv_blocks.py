@@ -450,3 +450,33 @@ def test_details_read_only_where_needed_give_the_rows_of_a_full_read(tmp_path_fa
     assert deferred.frame.to_dicts() == full.frame.to_dicts()
     assert deferred.frame.schema == full.frame.schema
     assert deferred.warnings == full.warnings
+
+
+def test_a_deferred_cell_that_took_in_the_rest_of_its_block_is_caught(monkeypatch):
+    # A reader that takes an open quote's cell in up to the block's end, instead of refusing the
+    # block, would hide that in a column left out of the parse; the last row then lacks the cells
+    # after it, and the block is parsed whole and judged like any other.
+    options = {"columns": ["column_1", "column_2", "column_3"], "eol_char": "\n"}
+    schema = {c: pl.String for c in options["columns"]}
+    parses: list[list[str]] = []
+
+    def taking_in(block: bytes, unclosed: bool, schema: dict, opts: dict) -> pl.DataFrame:
+        parses.append(opts["columns"])
+        cells = {"column_1": ["1", "2"], "column_2": ["x", '"cut\n3,z,\n'], "column_3": ["y", None]}
+        if last_row_whole:
+            cells["column_3"] = ["y", "z"]
+        return pl.DataFrame({c: cells[c] for c in opts["columns"]}, schema={c: pl.String for c in opts["columns"]})
+
+    monkeypatch.setattr(csv_blocks, "_parse", taking_in)
+    keep = lambda part, reparse: part  # noqa: E731
+    block = b'1,x,y\n2,"cut\n3,z,\n'  # one quote: the guessed cut is inside a cell
+    last_row_whole = False
+    assert csv_blocks._parse_block(block, False, schema, options, keep, guessed=True, deferred="column_2") is None
+    assert parses == [["column_1", "column_3"], ["column_1", "column_2", "column_3"]]
+    parses.clear()
+    last_row_whole = True  # the cells after the deferred one are there: one parse, the column null
+    part = csv_blocks._parse_block(b"1,x,y\n2,w,z\n", False, schema, options, keep, guessed=True,
+                                   deferred="column_2")
+    assert parses == [["column_1", "column_3"]]
+    assert part is not None and part.columns == options["columns"]
+    assert part.get_column("column_2").to_list() == [None, None]

@@ -276,19 +276,24 @@ def _parse_block(block: bytes, unclosed: bool, schema: dict[str, Any], options: 
     quotes are then counted, and an odd count is a cut inside quotes.
     Without the ``deferred`` column the reader still parses every cell of
     the block (it only does not keep that column's), so it rejects the
-    same blocks.
+    same blocks; a deferred cell that took in the rest of the block would
+    leave the last row without the cells after it, and a last row without
+    them has its block parsed whole and judged as above.
     """
     columns = options.get("columns")
     first = options
     if deferred is not None and columns is not None and deferred in columns:
         first = {**options, "columns": [c for c in columns if c != deferred]}
+    eol = options.get("eol_char", "\n")
     try:
         part = _parse(block, unclosed, schema, first)
+        if guessed and first is not options and _ends_short(part, columns[columns.index(deferred) + 1:]):
+            first, part = options, _parse(block, unclosed, schema, options)
     except pl.exceptions.PolarsError:
         if guessed and quotes_in(block) % 2:
             return None
         raise
-    if guessed and _last_cell_ends_a_line(part, options.get("eol_char", "\n")) and quotes_in(block) % 2:
+    if guessed and _last_cell_ends_a_line(part, eol) and quotes_in(block) % 2:
         return None
     if per_block is None:
         return part
@@ -308,6 +313,11 @@ def _parse(block: bytes, unclosed: bool, schema: dict[str, Any], options: dict[s
     plain = {name: pl.String if dtype == pl.Categorical else dtype for name, dtype in schema.items()}
     part = pl.read_csv(block, schema=plain, **options)
     return part.cast({c: t for c, t in schema.items() if c in part.columns and t == pl.Categorical})
+
+
+def _ends_short(part: pl.DataFrame, after: list[str]) -> bool:
+    """Whether the last row has none of the cells ``after`` (the columns that follow a deferred one)."""
+    return part.height > 0 and all(part.get_column(c)[-1] is None for c in after if c in part.columns)
 
 
 def _last_cell_ends_a_line(part: pl.DataFrame, eol: str) -> bool:
