@@ -21,6 +21,22 @@ from jarvis_moe.engine.csv_blocks import PerBlock
 DETAILS_HASH = "__details_hash"
 
 
+def details_reading(kept: dict[int, str], details_at: int | None, stack_at: int | None, max_bytes: int,
+                    deferred: bool) -> tuple[PerBlock | None, str | None]:
+    """How the reader takes the kernel details: each block's cutter, and the column it defers (or None).
+
+    ``kept`` maps the file position of each kept column to the reader's
+    name of it. The details are deferred (``csv_blocks.read_blocks``) only
+    with a stack to judge the blocks by and a kept cell after them in each
+    row: a details cell that took in the rest of a block then shows.
+    """
+    if details_at is None:
+        return None, None
+    stack = kept[stack_at] if stack_at is not None else None
+    later = deferred and stack is not None and max(kept) > details_at
+    return details_cutter(kept[details_at], max_bytes, stack), kept[details_at] if later else None
+
+
 def details_cutter(column: str, max_bytes: int, stack: str | None = None) -> PerBlock:
     """For each block of rows as it is read: ``column``'s cells cut to what is read of them, ``DETAILS_HASH`` added.
 

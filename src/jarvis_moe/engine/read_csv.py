@@ -26,7 +26,7 @@ from jarvis_moe.engine.contract import (
 )
 from jarvis_moe.engine.csv_blocks import read_blocks
 from jarvis_moe.engine.csv_header import MAX_NAME_CHARS, CsvHeader
-from jarvis_moe.engine.details_cut import DETAILS_HASH, details_cutter
+from jarvis_moe.engine.details_cut import DETAILS_HASH, details_reading
 from jarvis_moe.errors import ContractError
 from jarvis_moe.infile import open_regular
 from jarvis_moe.safetext import ACTING_PATTERN
@@ -101,13 +101,9 @@ def _read_frame(
         row_index_name=ROW,
         row_index_offset=1,
     )
-    at = next((i for i, name in selected.items() if name == DETAILS), None)
-    details = names[at] if at is not None else None
-    stack = next((names[i] for i, name in selected.items() if name == STACK), None)
-    cut = details_cutter(details, MAX_CELL_BYTES, stack) if details else None
-    # Deferred only where a kept cell follows the details in each row: a
-    # details cell that took in the rest of a block then shows (csv_blocks).
-    later = details if deferred and stack and at is not None and max(selected) > at else None
+    at = {name: i for i, name in selected.items()}
+    cut, later = details_reading({i: names[i] for i in selected}, at.get(DETAILS), at.get(STACK), MAX_CELL_BYTES,
+                                 deferred)
     try:
         try:
             frame = read_blocks(path, typed_schema, options, eol, cut, deferred=later)
@@ -115,8 +111,7 @@ def _read_frame(
             frame = read_blocks(path, text_schema, options, eol, cut, deferred=later)
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         raise ContractError(rel, _describe_unreadable(path, exc)) from None
-    time_sum = next(names[i] for i, name in selected.items() if name == TIME_SUM)
-    frame = _skip_blank_records(frame, time_sum)
+    frame = _skip_blank_records(frame, names[at[TIME_SUM]])
     extra = frame.get_column(beyond).is_not_null()
     if extra.any():
         row = frame.filter(extra).get_column(ROW)[0]
