@@ -64,19 +64,15 @@ def details_cutter(column: str, max_bytes: int, stack: str | None = None) -> Per
             if _every_stack_named(part, stack, unnamed, max_bytes):  # the reader puts the null cells in
                 return part.insert_column(part.width, pl.repeat(None, part.height, dtype=pl.UInt64,
                                                                 eager=True).alias(DETAILS_HASH))
-            part = reparse()
+            return cut_each(reparse())  # some row reads its details: the judgement above stands
         # The usual block: no cell over the bound and every stack names its
-        # kernels, so every cell is cut to nothing. One probe of the block
-        # and one query then do it all; per-row work on a few small queries
-        # was a fifth of the blocks' parsing time.
-        probe = [cell.str.len_bytes().max().alias("longest")]
-        if stack is not None:
-            probe += [pl.col(stack).drop_nulls().unique().cast(pl.String).implode().alias("stacks"),
-                      pl.col(stack).null_count().alias("nulls")]
-        seen = part.select(probe).row(0, named=True)
-        if stack is not None and (seen["longest"] or 0) <= max_bytes and not seen["nulls"] \
-                and not any(_verdicts(seen["stacks"], unnamed, max_bytes).values()):
+        # kernels, so every cell is cut to nothing, in one query.
+        if (part.get_column(column).str.len_bytes().max() or 0) <= max_bytes \
+                and _every_stack_named(part, stack, unnamed, max_bytes):
             return part.with_columns(cell.hash().alias(DETAILS_HASH), pl.lit(None, pl.String).alias(column))
+        return cut_each(part)
+
+    def cut_each(part: pl.DataFrame) -> pl.DataFrame:
         details = part.get_column(column)
         over = (details.str.len_bytes() > max_bytes).fill_null(False)
         kept = pl.repeat(None, part.height, dtype=pl.String, eager=True).alias(column)
