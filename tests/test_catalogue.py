@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, strategies as st
 from pydantic import ValidationError
 
-from jarvis_moe.engine.catalogue import ARCHS, FORMATS, catalogue, parse
+from jarvis_moe.engine.catalogue import ARCHS, FORMATS, catalogue, catalogue_json, parse
 from jarvis_moe.engine.families import BY_KEY, FAMILIES
 from jarvis_moe.engine.implementation_check import format_key, implementation_check
 from jarvis_moe.engine.shapes import Shape
@@ -30,6 +30,13 @@ from samples import MOE_FIXTURES, fixture_metrics
 
 RAW = tomllib.loads(resources.files("jarvis_moe.engine").joinpath("implementations.toml").read_text("utf-8"))
 AITER = {f.key for f in FAMILIES if f.library == "AITER"}
+
+
+def test_the_json_a_run_loads_is_the_toml_s_data_as_written():
+    shipped = resources.files("jarvis_moe.engine").joinpath("implementations.json").read_text("utf-8")
+    regenerate = "regenerate with: python -m jarvis_moe.engine.catalogue > src/jarvis_moe/engine/implementations.json"
+    assert shipped == catalogue_json(), regenerate
+    assert catalogue() == parse(RAW)
 
 
 def test_every_family_of_the_family_table_has_rows_on_the_architectures_it_runs_on():
