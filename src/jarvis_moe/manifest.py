@@ -9,6 +9,7 @@ categories stays instant.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -109,18 +110,27 @@ def read_manifest(path: Path) -> Manifest:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: {not_utf8(data)}") from None
-    return parse_manifest(text, str(path))
+    return _parsed(text, str(path))
 
 
 def load_manifest() -> Manifest:
     """Read and validate this plugin's manifest.
 
+    The file is read on every call; its parse is kept for as long as its text
+    stays the same (a ``jarvis run`` asks for it once per category and once
+    to register them, each parse 1-2 ms). Callers copy what they change.
+
     :raises ConfigError: when it is missing or invalid.
     """
     packaged = resources.files("jarvis_moe") / MANIFEST_NAME
     if packaged.is_file():
-        return parse_manifest(packaged.read_text(encoding="utf-8"), f"jarvis_moe/{MANIFEST_NAME}")
+        return _parsed(packaged.read_text(encoding="utf-8"), f"jarvis_moe/{MANIFEST_NAME}")
     return read_manifest(Path(__file__).resolve().parents[2] / MANIFEST_NAME)
+
+
+@lru_cache(maxsize=4)
+def _parsed(text: str, source: str) -> Manifest:
+    return parse_manifest(text, source)
 
 
 def default_options(category: str) -> dict[str, Any]:
