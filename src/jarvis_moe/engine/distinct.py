@@ -86,8 +86,8 @@ def distinct_facts(
     """(each row's group, the ``facts`` of each group) for the distinct values of ``keep`` and ``cells``.
 
     ``facts`` read the key columns and the columns of ``first``, which are
-    computed before them and not kept (a parsed list that several facts
-    read is parsed once). Each fact is computed value by value (no
+    computed before them, in order, and not kept (a parsed list that several
+    facts read is parsed once; each of ``first`` may read those before it). Each fact is computed value by value (no
     aggregation over rows) and named apart from the key cells. A row's
     facts are ``facts[group]``: a caller gathers each fact for the rows that
     read it, every row or a few. Without key cells in ``df`` every row is
@@ -101,7 +101,10 @@ def distinct_facts(
     group, firsts = distinct_groups(id_frame)
     distinct = id_frame[firsts].hstack(df.select(keys)[firsts].get_columns())
     if first:
-        distinct = distinct.with_columns(first)
+        staged = distinct.lazy()
+        for expr in first:
+            staged = staged.with_columns(expr)
+        distinct = staged.collect()
     distinct = _with_facts(distinct, dict(zip(keys, ids)), facts)
     return group, distinct.drop(*ids, *keys, *(e.meta.output_name() for e in first or ()))
 

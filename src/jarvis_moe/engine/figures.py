@@ -269,20 +269,20 @@ def _with_family(f: pl.DataFrame, src: pl.DataFrame) -> tuple[pl.DataFrame, Defe
     libraries = {key: family.library for key, family in BY_KEY.items()}
     name = pl.col("name")
     family = name.str.strip_chars().str.to_lowercase().replace_strict(names, default=None, return_dtype=pl.String)
-    from_stack = pl.col("_stack_kernels")
+    from_stack, kernels = pl.col("_stack_kernels"), pl.col("_kernels")
     settled = (from_stack.list.len() > 0).fill_null(False) | name_library(name).is_not_null()
     library = pl.coalesce(
         family.replace_strict(libraries, default=None, return_dtype=pl.String),
-        pl.when(settled).then(library_expr(name, named(from_stack).list.join("\n"))),
+        pl.when(settled).then(library_expr(name, kernels)),
     )
     # What the kernel computes in, from the op name and the stack's kernels.
-    said = pl.concat_str([name, named(from_stack).list.join("\n")], separator="\n",
-                         ignore_nulls=True).str.to_lowercase()
+    said = pl.concat_str([name, kernels], separator="\n", ignore_nulls=True).str.to_lowercase()
     kernel_dtype = (pl.when(said.str.contains(KERNEL_DTYPE["16-bit"])).then(said.str.extract(KERNEL_DTYPE["16-bit"], 1))
                     .when(said.str.contains(KERNEL_DTYPE["fp8"])).then(pl.lit("fp8")))
     f, stacks = _split_facts(f, STACK_CELLS, [family.alias("family"), library.alias("library"),
                                               kernel_dtype.alias("kernel_dtype")], ("library",), "__stacks",
-                             keep=("name",), first=[stack_kernels(src).alias("_stack_kernels")])
+                             keep=("name",), first=[stack_kernels(src).alias("_stack_kernels"),
+                                                     named(from_stack).list.join("\n").alias("_kernels")])
     open_rows = f.get_column("library").is_null()
     if not open_rows.any():
         return f, stacks
