@@ -8,7 +8,6 @@ it is padded to) is checked on cases worked out by hand.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
@@ -98,9 +97,9 @@ def test_grouped_launch_flops_are_its_own_gemm():
 
 def test_weight_elements_per_expert_by_kind():
     assert weight_elements(MIXTRAL) == 3 * 14336 * 4096
-    assert weight_elements(dataclasses.replace(MIXTRAL, gated=False)) == 2 * 14336 * 4096
-    assert weight_elements(dataclasses.replace(MIXTRAL, kind="up")) == 2 * 14336 * 4096
-    assert weight_elements(dataclasses.replace(MIXTRAL, kind="down")) == 14336 * 4096
+    assert weight_elements(MIXTRAL._replace(gated=False)) == 2 * 14336 * 4096
+    assert weight_elements(MIXTRAL._replace(kind="up")) == 2 * 14336 * 4096
+    assert weight_elements(MIXTRAL._replace(kind="down")) == 14336 * 4096
 
 
 # --- bytes -------------------------------------------------------------------------
@@ -144,10 +143,10 @@ def test_expert_bytes_with_and_without_scales():
 
 
 def test_bytes_need_known_dtypes():
-    assert cost_of(dataclasses.replace(MIXTRAL, weight_dtype=None), None) is None
-    assert cost_of(dataclasses.replace(MIXTRAL, input_dtype="Scalar"), None) is None
+    assert cost_of(MIXTRAL._replace(weight_dtype=None), None) is None
+    assert cost_of(MIXTRAL._replace(input_dtype="Scalar"), None) is None
     # A known storage width stands in for an unknown weight dtype.
-    assert cost_of(dataclasses.replace(MIXTRAL, weight_dtype=None), 8).weight_bytes == 1.0  # type: ignore[union-attr]
+    assert cost_of(MIXTRAL._replace(weight_dtype=None), 8).weight_bytes == 1.0  # type: ignore[union-attr]
 
 
 # --- the fixture rows, to the byte ----------------------------------------------------------
@@ -286,7 +285,7 @@ def test_crossover_without_usable_peaks_is_unknown(peaks):
 
 def test_crossover_counts_scale_bytes_when_asked():
     # MXFP4 scales add 1/32 byte to every 1/2-byte weight: lower intensity, later crossover.
-    c = cost(dataclasses.replace(MIXTRAL, weight_dtype="fp4"), 4, 1 / 32)
+    c = cost(MIXTRAL._replace(weight_dtype="fp4"), 4, 1 / 32)
     plain = crossover_tokens(c, 708, 5.3)
     scaled = crossover_tokens(c, 708, 5.3, with_scales=True)
     assert plain.tokens is not None and scaled.tokens is not None
@@ -494,8 +493,8 @@ def test_crossover_at_the_trace_rates_by_hand():
 @given(s=shapes(), tokens=st.integers(1, 1 << 20), scales=st.sampled_from([0.0, 0.125]))
 def test_a_cost_at_other_tokens_is_the_replaced_cost_and_leaves_the_original(s, tokens, scales):
     c = cost(s, None, scales)
-    before = dataclasses.replace(c)
+    before = c._replace()
     at = c.at_tokens(tokens)
-    assert at == dataclasses.replace(c, shape=dataclasses.replace(s, num_tokens=tokens))
+    assert at == c._replace(shape=s._replace(num_tokens=tokens))
     assert type(at.shape) is Shape and at.shape.num_tokens == tokens
     assert c == before and c.shape.num_tokens == s.num_tokens

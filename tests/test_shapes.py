@@ -8,7 +8,6 @@ name to its row of ``FAMILIES``.
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 from samples import FIXTURES, MOE_FIXTURES
@@ -145,7 +144,7 @@ def test_the_role_comes_from_the_family():
 
 def test_input_dims_give_the_fixture_shape():
     shape = infer_shape(FUSED, params(), MIXTRAL_DIMS, MIXTRAL_TYPES, 16)
-    assert shape == dataclasses.replace(MIXTRAL, source="input_dims", gated_source="input_dims")
+    assert shape == MIXTRAL._replace(source="input_dims", gated_source="input_dims")
 
 
 def test_input_dims_without_weights_give_no_shape():
@@ -254,8 +253,8 @@ def test_siblings_settle_the_gating_of_grouped_launches():
     down = infer_shape(SGLANG, _sg_params(4096, 14336), SG_DOWN_DIMS, SG_TYPES, 64)
     settled = settle_siblings([up, None, down])
     assert settled[1] is None
-    assert settled[0] == dataclasses.replace(up, gated_source="sibling")
-    assert settled[2] == dataclasses.replace(down, gated=True, gated_source="sibling")
+    assert settled[0] == up._replace(gated_source="sibling")
+    assert settled[2] == down._replace(gated=True, gated_source="sibling")
 
 
 def _ungated_pair() -> tuple[Shape | None, Shape | None]:
@@ -283,14 +282,14 @@ def test_siblings_need_the_same_tokens_experts_topk_and_hidden_size():
     up = infer_shape(SGLANG, _sg_params(28672, 4096), SG_UP_DIMS, SG_TYPES, 64)
     down = infer_shape(SGLANG, _sg_params(4096, 14336), SG_DOWN_DIMS, SG_TYPES, 64)
     assert up is not None and down is not None
-    other = dataclasses.replace(down, num_tokens=32)
+    other = down._replace(num_tokens=32)
     assert settle_siblings([up, other]) == [up, other]
 
 
 def test_a_down_stage_learns_gating_from_its_up_stage():
-    up = dataclasses.replace(MIXTRAL, kind="up")
-    down = dataclasses.replace(MIXTRAL, kind="down", gated=None, gated_source=None)
-    assert settle_siblings([down, up]) == [dataclasses.replace(down, gated=True, gated_source="sibling"), up]
+    up = MIXTRAL._replace(kind="up")
+    down = MIXTRAL._replace(kind="down", gated=None, gated_source=None)
+    assert settle_siblings([down, up]) == [down._replace(gated=True, gated_source="sibling"), up]
     # A fused op has no sibling.
     assert settle_siblings([MIXTRAL, down]) == [MIXTRAL, down]
 

@@ -8,11 +8,10 @@ categories stays instant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from jarvis_moe.infile import InputFileError, not_utf8, read_regular
 from jarvis_moe.tomlcheck import (
@@ -24,8 +23,7 @@ MANIFEST_NAME = "plugin.toml"
 CATEGORY_KEYS = ("description", "enabled", "inputs", "outputs", "options")
 
 
-@dataclass(frozen=True)
-class CategorySpec:
+class CategorySpec(NamedTuple):
     """One ``[categories.<name>]`` table of a manifest.
 
     ``options`` already holds the manifest's shared ``[options]`` with the
@@ -40,8 +38,7 @@ class CategorySpec:
     options: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(NamedTuple):
     """A validated ``plugin.toml``."""
 
     name: str

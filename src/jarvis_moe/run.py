@@ -13,9 +13,8 @@ import enum
 import os
 import sys
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping, NamedTuple, TYPE_CHECKING
 
 from jarvis_moe import __version__
 from jarvis_moe.errors import ContractError, OutputError
@@ -38,8 +37,7 @@ class Status(str, enum.Enum):
     ERROR = "ERROR"
 
 
-@dataclass(frozen=True)
-class AnalysisResult:
+class AnalysisResult(NamedTuple):
     """What a category run returns to the host: plain data, no host types.
 
     ``status`` is ``OK``, ``NO_DATA`` or ``ERROR``; ``internal_error`` tells a

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping, NamedTuple, Protocol
 
 SCOPES = ("standalone", "comparative")
 
@@ -22,8 +22,7 @@ class Status(str, enum.Enum):
     ERROR = "ERROR"
 
 
-@dataclass(frozen=True)
-class CategoryResult:
+class CategoryResult(NamedTuple):
     """What an analyser returns for one output directory.
 
     ``internal_error`` separates a bug in the analyser (exit 1) from input

@@ -14,7 +14,7 @@ import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from jarvis_host.category import Category
 from jarvis_host.tomlcheck import ConfigError, check_unknown, expect_bool, expect_table, override, read_toml
@@ -38,8 +38,7 @@ class UserConfig:
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class CategorySettings:
+class CategorySettings(NamedTuple):
     """What the host runs a category with, and where its enabled state came from."""
 
     enabled: bool
@@ -47,8 +46,7 @@ class CategorySettings:
     options: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class ConfigLocation:
+class ConfigLocation(NamedTuple):
     """The user config in effect and where the host found it.
 
     ``origin`` is ``"--config"``, ``"$JARVIS_CONFIG"``, ``"./jarvis.toml"``

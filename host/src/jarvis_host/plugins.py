@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 import pluggy
 
@@ -36,8 +36,7 @@ class PluginConflictError(RuntimeError):
     """Two plugins (or one plugin twice) registered the same category name."""
 
 
-@dataclass(frozen=True)
-class PluginInfo:
+class PluginInfo(NamedTuple):
     """The distribution a plugin module came from."""
 
     distribution: str
@@ -45,8 +44,7 @@ class PluginInfo:
     entry_point: str
 
 
-@dataclass(frozen=True)
-class BrokenPlugin:
+class BrokenPlugin(NamedTuple):
     """A plugin that was skipped, and why."""
 
     plugin: PluginInfo

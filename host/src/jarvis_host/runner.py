@@ -18,9 +18,8 @@ import json
 import os
 import sys
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from jarvis_host import exits, warn_stderr
 from jarvis_host.category import SCOPES, Category, CategoryResult, Status
@@ -38,8 +37,7 @@ class UsageError(ValueError):
     """A request the runner cannot carry out as given (exit code 4)."""
 
 
-@dataclass(frozen=True)
-class CategoryOutcome:
+class CategoryOutcome(NamedTuple):
     """One category's line of a run: its result, or why it did not run."""
 
     name: str

@@ -10,9 +10,8 @@ the two JSON files.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -89,8 +88,7 @@ def canonical_column(raw: str) -> str:
     return name
 
 
-@dataclass(frozen=True)
-class CategoryPaths:
+class CategoryPaths(NamedTuple):
     """Where a category's files live inside an output directory."""
 
     output_dir: Path

@@ -9,9 +9,10 @@ and the file's line end.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import csv
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 from jarvis_moe.engine.contract import KNOWN_COLUMNS, MAX_CSV_BYTES, REQUIRED_COLUMNS, canonical_column
@@ -23,8 +24,7 @@ HEADER_PROBE_BYTES = 1 << 20
 MAX_NAME_CHARS = 1000
 
 
-@dataclass(frozen=True)
-class CsvHeader:
+class CsvHeader(NamedTuple):
     """The header of an ops CSV: its cells, the columns the analysis reads, the line end."""
 
     cells: list[str]
@@ -45,8 +45,7 @@ def read_header(path: Path, rel: str, warnings: list[str]) -> CsvHeader | None:
     return CsvHeader(header.cells, selected, header.eol) if header.has_rows else None
 
 
-@dataclass(frozen=True)
-class _Probe:
+class _Probe(NamedTuple):
     cells: list[str]
     has_rows: bool  # a record follows the header (blank lines do not count)
     eol: str = "\n"  # "\r" for a file with old Mac line ends only

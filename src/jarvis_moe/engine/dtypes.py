@@ -9,11 +9,11 @@ are built on top of this table in :mod:`jarvis_moe.engine.weights`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Dtype:
+
+class Dtype(NamedTuple):
     """One dtype: ``label`` as analysis §2 shortens it, size of one logical element."""
 
     label: str

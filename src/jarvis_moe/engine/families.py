@@ -13,14 +13,14 @@ fixture); nothing else in the engine names an op.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import re
-from dataclasses import dataclass
 
 ROLES = ("fused", "up", "down", "by-shape")
 
 
-@dataclass(frozen=True)
-class BlockRule:
+class BlockRule(NamedTuple):
     """Where the row block of a family's kernels comes from after the launch arguments.
 
     The sorted-token buffer of a launch, when its arguments hold one, comes
@@ -43,8 +43,7 @@ class BlockRule:
         return self.default
 
 
-@dataclass(frozen=True)
-class Family:
+class Family(NamedTuple):
     key: str
     op_names: tuple[str, ...]
     role: str

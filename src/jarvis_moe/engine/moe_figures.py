@@ -8,8 +8,7 @@ weight format (:mod:`~jarvis_moe.engine.weights`) and the routing evidence
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from jarvis_moe.engine import dtypes, moe_model
 from jarvis_moe.engine import routing_evidence as rev
@@ -22,8 +21,7 @@ from jarvis_moe.metrics import ActiveExperts, Interval, MoeFigures, RoutingEvide
 from jarvis_moe.options import Options
 
 
-@dataclass(frozen=True)
-class Context:
+class Context(NamedTuple):
     """What every op's MoE figures need from the run: peaks, noise, options, platform."""
 
     peak_tbs: float
@@ -37,8 +35,7 @@ class Context:
                      min_bandwidth=o.routing_min_bandwidth_pct / 100.0, anomaly_pct=o.anomaly_pct)
 
 
-@dataclass(frozen=True)
-class Reading:
+class Reading(NamedTuple):
     """One op's MoE figures with what its routing verdict was read from, until siblings settle."""
 
     figures: MoeFigures

@@ -21,8 +21,7 @@ formats are the one thing added, and kept apart.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable, NamedTuple
 
 from jarvis_moe.engine import dtypes
 from jarvis_moe.engine.shapes import Shape
@@ -31,8 +30,7 @@ from jarvis_moe.engine.shapes import Shape
 MAX_CROSSOVER_TOKENS = 2**24
 
 
-@dataclass(frozen=True)
-class Cost:
+class Cost(NamedTuple):
     """A shape with the element sizes its bytes are counted at."""
 
     shape: Shape
@@ -42,20 +40,8 @@ class Cost:
     scale_overhead: float = 0.0  # scale and zero-point bytes per weight element
 
     def at_tokens(self, tokens: int) -> "Cost":
-        """This cost at another token count.
-
-        A crossover search asks for dozens per op, so the copies are made
-        field by field rather than through ``dataclasses.replace`` (a fifth
-        of the time); neither class has a ``__post_init__`` to skip.
-        """
-        return _copied(self, shape=_copied(self.shape, num_tokens=tokens))
-
-
-def _copied(obj: Any, **changes: Any) -> Any:
-    """A copy of the frozen dataclass ``obj`` with ``changes`` to its fields."""
-    new = object.__new__(type(obj))
-    new.__dict__.update(obj.__dict__, **changes)
-    return new
+        """This cost at another token count (a crossover search asks for dozens per op)."""
+        return self._replace(shape=self.shape._replace(num_tokens=tokens))
 
 
 def cost_of(shape: Shape, weight_bits: float | None, scale_overhead: float = 0.0) -> Cost | None:
@@ -159,8 +145,7 @@ def intensity(cost: Cost, with_scales: bool = False) -> float:
     return flops(cost.shape) / bytes_per_call(cost, expected, with_scales)
 
 
-@dataclass(frozen=True)
-class Crossover:
+class Crossover(NamedTuple):
     tokens: int | None
     note: str | None  # None (found), "compute_bound", "unreachable" or "unknown"
 

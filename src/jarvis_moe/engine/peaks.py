@@ -10,7 +10,8 @@ for the listed ops (:class:`~jarvis_moe.engine.ranking.Deferred`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
+
 
 import polars as pl
 
@@ -20,8 +21,7 @@ from jarvis_moe.engine.distinct import cell_id, distinct_groups
 from jarvis_moe.engine.ranking import Deferred
 
 
-@dataclass(frozen=True)
-class PeakChoice:
+class PeakChoice(NamedTuple):
     """The compute peak used for one (compute spec, activation dtype) pair."""
 
     peak: float | None

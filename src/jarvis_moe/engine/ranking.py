@@ -11,22 +11,21 @@ and are given back to those rows only.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import polars as pl
 
 
-@dataclass(frozen=True)
-class Deferred:
+class Deferred(NamedTuple):
     """Facts not given back to every row: ``group``, the column of each row's group; ``facts``, one row per group."""
 
     group: str
     facts: pl.DataFrame
 
 
-@dataclass(frozen=True)
-class Ranked:
+class Ranked(NamedTuple):
     """``every``: the figures, one row per op, in the input's order; ``order``: its row at each rank.
 
     ``deferred`` holds the facts of each op that only :meth:`rows` and

@@ -33,8 +33,7 @@ computed, so a sibling stage of the same calls can lend its verdict.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from jarvis_moe.engine import passes as P
 from jarvis_moe.engine.moe_model import Cost, activation_bytes, expected_active_experts, expert_bytes
@@ -47,8 +46,7 @@ from jarvis_moe.engine.moe_model import Cost, activation_bytes, expected_active_
 LEVEL = 0.001
 
 
-@dataclass(frozen=True)
-class Durations:
+class Durations(NamedTuple):
     """Per-call kernel time statistics of one signature, microseconds."""
 
     calls: int
@@ -64,8 +62,7 @@ Direction = Literal["fewer_experts", "slow_tail"]
 BandwidthSource = Literal["peak", "slow_calls"]
 
 
-@dataclass(frozen=True)
-class Rules:
+class Rules(NamedTuple):
     """The thresholds routing is read under (options, see docs/metrics.md)."""
 
     noise: float  # relative measurement noise, 0.10 = 10 %
@@ -75,8 +72,7 @@ class Rules:
     anomaly_pct: float
 
 
-@dataclass(frozen=True)
-class Evidence:
+class Evidence(NamedTuple):
     max_over_median: float | None
     min_over_median: float | None
     cov: float | None

@@ -18,8 +18,7 @@ role (weights stored two 4-bit values per byte are corrected for).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from jarvis_moe.engine import dtypes
 from jarvis_moe.engine.families import Family
@@ -27,8 +26,7 @@ from jarvis_moe.engine.families import Family
 Dims = Sequence[Sequence[int]]
 
 
-@dataclass(frozen=True)
-class Shape:
+class Shape(NamedTuple):
     num_tokens: int
     hidden_dim: int
     inter_dim: int
@@ -173,10 +171,10 @@ def settle_siblings(shapes: list[Shape | None]) -> list[Shape | None]:
                 if shape.gemm_n not in (2 * down.gemm_k, down.gemm_k):
                     continue
                 gated = shape.gemm_n == 2 * down.gemm_k
-                out[i] = replace(shape, inter_dim=down.gemm_k, gated=gated, gated_source="sibling")
-                out[j] = replace(down, gated=gated, gated_source="sibling")
+                out[i] = shape._replace(inter_dim=down.gemm_k, gated=gated, gated_source="sibling")
+                out[j] = down._replace(gated=gated, gated_source="sibling")
             elif down.gated is None and shape.gated is not None and shape.inter_dim == down.inter_dim:
-                out[j] = replace(down, gated=shape.gated, gated_source="sibling")
+                out[j] = down._replace(gated=shape.gated, gated_source="sibling")
             else:
                 continue
             break

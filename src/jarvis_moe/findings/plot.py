@@ -16,9 +16,10 @@ FP8 kernel beside a bf16 one) get one roof each.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import math
 import re
-from dataclasses import dataclass
 
 from jarvis_moe.metrics import MetricsOk, Operation
 from jarvis_moe.safetext import plain_text
@@ -37,8 +38,7 @@ _NOT_XML = re.compile("[\ufffe\uffff]")
 CHAR_W = 6.2
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):
     row: int
     label: str
     name: str
@@ -48,8 +48,7 @@ class Point:
     bar: tuple[float, float] | None
 
 
-@dataclass(frozen=True)
-class Scale:
+class Scale(NamedTuple):
     """Log-log mapping from data to the plot area, snapped to whole decades."""
 
     x_lo: int

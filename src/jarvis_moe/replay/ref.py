@@ -8,11 +8,11 @@ the findings choose their own words and nothing parses display text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class ReplayCaseRef:
+
+class ReplayCaseRef(NamedTuple):
     """One case of the spec: its number, the index of its op in the metrics, its first backend's key."""
 
     case: int
@@ -20,8 +20,7 @@ class ReplayCaseRef:
     backend: str
 
 
-@dataclass(frozen=True)
-class ReplayRef:
+class ReplayRef(NamedTuple):
     """The replay script written with a run (path relative to the output directory) and its cases."""
 
     script: str
