@@ -3,7 +3,8 @@
 The flow is host → (entry point) → plugin → run → engine → metrics → findings
 → output. The host (``jarvis_host``, a distribution of its own under
 ``host/``) is checked with the plugin's package. Read statically from the
-source, so nothing here depends on what a test happened to import.
+source, so nothing here depends on what a test happened to import; only the
+check of the pydantic models' modules imports the package, to find them.
 """
 
 from __future__ import annotations
@@ -137,3 +138,28 @@ def test_no_function_is_dead():
 def test_a_name_only_in_a_docstring_or_all_is_not_a_use():
     tree = ast.parse('"""See helper()."""\n__all__ = ["helper"]\n# helper\nx = other.helper_two\n')
     assert used_names(tree) == {"other", "helper_two"}
+
+
+
+def test_modules_that_define_models_give_pydantic_real_annotations():
+    # With ``from __future__ import annotations`` every field's annotation is a
+    # string that pydantic evaluates when the class is made: 10 ms of each run
+    # over the package's forty models (43 ms against 33 ms).
+    import importlib
+
+    import pydantic
+
+    for name in MODULES:
+        if not name.startswith("jarvis_moe.replay.script"):
+            importlib.import_module(name)
+    models, todo = set(), [pydantic.BaseModel]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if sub.__module__ in MODULES:
+                models.add(sub.__module__)
+    assert {"jarvis_moe.metrics", "jarvis_moe.engine.contract", "jarvis_moe.options"} <= models
+    future = [name for name in sorted(models)
+              if any(isinstance(n, ast.ImportFrom) and n.module == "__future__"
+                     for n in ast.parse(MODULES[name].read_text(encoding="utf-8")).body)]
+    assert not future, f"drop 'from __future__ import annotations' from {future}"

@@ -9,8 +9,6 @@ that document gives, and every reader prints them as they are.
 :func:`json_schema` is the JSON Schema shipped in the package and in ``docs/``.
 """
 
-from __future__ import annotations
-
 import enum
 from typing import Annotated, Any, Literal, Union
 

@@ -6,8 +6,6 @@ kernel's tuning paths. Part of the models of :mod:`jarvis_moe.metrics`,
 which embeds :class:`ImplementationCheck` in each op's MoE figures.
 """
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict

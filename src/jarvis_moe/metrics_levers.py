@@ -4,8 +4,6 @@ Split from :mod:`jarvis_moe.metrics`, which re-uses them; the JSON keys are
 documented in ``docs/metrics.md``.
 """
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict

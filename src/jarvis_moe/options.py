@@ -9,8 +9,6 @@ the closest known one suggested. Every reader takes its thresholds from the
 carried in the metrics (``options``), so its JSON Schema documents them.
 """
 
-from __future__ import annotations
-
 import difflib
 from typing import Any, Mapping
 
@@ -72,7 +70,7 @@ class Options(BaseModel):
     roofline_plot: bool = Field(description="write a roofline chart next to the findings")
 
     @model_validator(mode="after")
-    def _ordered(self) -> Options:
+    def _ordered(self) -> "Options":
         if self.significance_band_low_pct >= self.significance_band_high_pct:
             raise ValueError(
                 f"significance_band_low_pct ({self.significance_band_low_pct:g}) must be below "

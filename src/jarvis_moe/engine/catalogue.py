@@ -17,8 +17,6 @@ edit, and parsing it took 10 ms of every run, the JSON 0.3 ms. A test
 fails while the two differ.
 """
 
-from __future__ import annotations
-
 import json
 import re
 import tomllib

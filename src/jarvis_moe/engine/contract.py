@@ -7,8 +7,6 @@ and the optional tree-data JSON. The CSV is validated column-wise in
 the two JSON files.
 """
 
-from __future__ import annotations
-
 import math
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
