@@ -85,6 +85,17 @@ def test_installed_distribution_is_discovered_through_its_entry_point(fake_site,
     assert registry.broken == []
 
 
+def test_a_distribution_whose_metadata_has_no_name_is_named_by_its_module(fake_site, good_plugin):
+    module = fake_site.add("fake-anon", good_plugin("anon_cat"), version="0.4")
+    metadata_file = next(fake_site.root.glob("fake_anon-*.dist-info")) / "METADATA"
+    metadata_file.write_text("Metadata-Version: 2.1\nVersion: 0.4\n", encoding="utf-8")
+
+    registry = load_registry(entry_points=[ep for ep in metadata.entry_points(group="jarvis") if ep.value == module])
+
+    assert [(p.distribution, p.version) for p in registry.plugins] == [(module, "0.4")]
+    assert registry.categories["anon_cat"].plugin == module
+
+
 def test_plugin_that_fails_to_import_is_reported_by_distribution_and_others_still_load(
         fake_site, good_plugin, warnings_seen):
     fake_site.add("fake-good", good_plugin("fake_cat"))
