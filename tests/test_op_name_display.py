@@ -21,11 +21,13 @@ import tempfile
 from pathlib import Path
 
 import polars as pl
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES
 from samples import conformance_problems
+from jarvis_moe.engine import read_csv
 from jarvis_moe.engine.read_csv import EMPTY_NAME
 from jarvis_moe.engine.trace_text import display_text
 from jarvis_moe.findings.check import split_cells
@@ -65,7 +67,9 @@ def _with_first_name(root: Path, name: str) -> None:
         csv.writer(fh).writerows(rows)
 
 
-def test_a_name_of_only_c1_and_bidi_controls_is_an_input_error(fixture_copy):
+@pytest.mark.parametrize("streamed_from", [0, 10**9], ids=["streaming", "in-memory"])
+def test_a_name_of_only_c1_and_bidi_controls_is_an_input_error(fixture_copy, monkeypatch, streamed_from):
+    monkeypatch.setattr(read_csv, "NAMES_STREAMED_FROM", streamed_from)
     root = fixture_copy(FIXTURE)
     _with_first_name(root, FAILING_NAME)
     result = analyse(root, category=CAT, scope="standalone", options={"roofline_plot": False})
