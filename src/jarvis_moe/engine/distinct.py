@@ -87,11 +87,11 @@ def distinct_facts(
 
     ``facts`` read the key columns and the columns of ``first``, which are
     computed before them, in order, and not kept (a parsed list that several
-    facts read is parsed once; each of ``first`` may read those before it). Each fact is computed value by value (no
-    aggregation over rows) and named apart from the key cells. A row's
-    facts are ``facts[group]``: a caller gathers each fact for the rows that
-    read it, every row or a few. Without key cells in ``df`` every row is
-    one group.
+    facts read is parsed once; each of ``first`` may read those before it).
+    Each fact is computed value by value (no aggregation over rows) and
+    named apart from the key cells. A row's facts are ``facts[group]``: a
+    caller gathers each fact for the rows that read it, every row or a few.
+    Without key cells in ``df`` every row is one group.
     """
     keys = [*keep, *(c for c in cells if c in df.columns)]
     if not keys:
