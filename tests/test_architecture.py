@@ -140,7 +140,6 @@ def test_a_name_only_in_a_docstring_or_all_is_not_a_use():
     assert used_names(tree) == {"other", "helper_two"}
 
 
-
 def test_modules_that_define_models_give_pydantic_real_annotations():
     # With ``from __future__ import annotations`` every field's annotation is a
     # string that pydantic evaluates when the class is made: 10 ms of each run
