@@ -14,7 +14,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 from jarvis_moe import __version__
 from jarvis_moe.errors import ContractError, OutputError

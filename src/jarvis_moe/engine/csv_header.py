@@ -9,11 +9,10 @@ and the file's line end.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import csv
 import io
 from pathlib import Path
+from typing import NamedTuple
 
 from jarvis_moe.engine.contract import KNOWN_COLUMNS, MAX_CSV_BYTES, REQUIRED_COLUMNS, canonical_column
 from jarvis_moe.errors import ContractError

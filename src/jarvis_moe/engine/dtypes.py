@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 
-
 class Dtype(NamedTuple):
     """One dtype: ``label`` as analysis §2 shortens it, size of one logical element."""
 

@@ -13,9 +13,8 @@ fixture); nothing else in the engine names an op.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import re
+from typing import NamedTuple
 
 ROLES = ("fused", "up", "down", "by-shape")
 

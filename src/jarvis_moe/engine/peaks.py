@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-
 import polars as pl
 
 from jarvis_moe.engine import dtypes

@@ -11,9 +11,8 @@ and are given back to those rows only.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import polars as pl
 

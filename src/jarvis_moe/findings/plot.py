@@ -16,10 +16,9 @@ FP8 kernel beside a bf16 one) get one roof each.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import math
 import re
+from typing import NamedTuple
 
 from jarvis_moe.metrics import MetricsOk, Operation
 from jarvis_moe.safetext import plain_text

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 
-
 class ReplayCaseRef(NamedTuple):
     """One case of the spec: its number, the index of its op in the metrics, its first backend's key."""
 
